@@ -1,0 +1,108 @@
+"""Every real-time knob and AWS limit, defined once, with its source.
+
+The infrastructure, the functions, the local stack and the tests import these
+names; nothing else in the project writes one of these numbers down. Values
+that an operator may tune are read from the environment by ``Settings``; the
+AWS limits are facts, not settings, and are plain constants.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+# --- The wire contract (shared/PROTOCOL.md) -------------------------------------------------
+
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+"""A channel name: 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
+
+MAX_EVENT_BYTES = 32 * 1024
+"""Largest encoded event by default; it fits one API Gateway WebSocket frame (32 KB)."""
+
+MAX_READ_LIMIT = 100
+"""Most events one read returns (polling ``limit`` is 1..100)."""
+
+MAX_LONG_POLL_SECONDS = 25
+"""Longest polling ``wait``: under the HTTP API's 30 s integration timeout, with margin."""
+
+# --- AWS limits that shape the transports -------------------------------------------------
+
+HTTP_API_TIMEOUT_SECONDS = 30
+"""HTTP API integration timeout, not raisable.
+Source: docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html"""
+
+WEBSOCKET_MAX_CONNECTION_SECONDS = 2 * 60 * 60
+"""A WebSocket API connection lasts at most 2 h.
+Source: docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html"""
+
+WEBSOCKET_IDLE_TIMEOUT_SECONDS = 10 * 60
+"""A WebSocket API connection idle for 10 min is closed (same source)."""
+
+WEBSOCKET_MAX_FRAME_BYTES = 32 * 1024
+"""WebSocket API frame size limit, 32 KB (same source)."""
+
+WEBSOCKET_MAX_MESSAGE_BYTES = 128 * 1024
+"""WebSocket API message payload limit, 128 KB (same source)."""
+
+ALB_IDLE_TIMEOUT_SECONDS = 60
+"""ALB idle timeout default; an SSE heartbeat must come sooner. HTTP/2 PINGs do not reset it.
+Source: docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html"""
+
+# --- Defaults of the tunable knobs ------------------------------------------------------------
+
+DEFAULT_RETENTION_SECONDS = 24 * 60 * 60
+"""How long the log keeps an event (DynamoDB TTL); a cursor older than this gets ``reset``."""
+
+SSE_HEARTBEAT_SECONDS = 15.0
+"""SSE comment heartbeat interval: well under the ALB idle timeout."""
+
+SSE_RETRY_MILLISECONDS = 2_000
+"""The ``retry:`` hint sent at the start of every SSE stream."""
+
+SSE_READER_INTERVAL_SECONDS = 0.25
+"""How often one SSE process polls the log for a channel that has subscribers."""
+
+SSE_DRAIN_SECONDS = 20
+"""How long an SSE task gets to end its streams on SIGTERM; the ALB deregistration delay
+matches it, so the load balancer stops routing to a task before the task stops."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """What the event log needs to know, read from the environment.
+
+    ``EVENTS_TABLE_NAME`` names the table; ``EVENT_RETENTION_SECONDS`` and
+    ``MAX_EVENT_BYTES`` tune retention and the size limit. Where DynamoDB lives is
+    boto3's own configuration (``AWS_ENDPOINT_URL_DYNAMODB`` points it at moto or a
+    local server), so the same code runs locally and on AWS unchanged.
+    """
+
+    events_table_name: str = "events"
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS
+    max_event_bytes: int = MAX_EVENT_BYTES
+
+    def __post_init__(self) -> None:
+        if self.retention_seconds <= 0:
+            raise ValueError("retention_seconds must be positive")
+        if not 0 < self.max_event_bytes <= MAX_EVENT_BYTES:
+            # Larger events would not fit one WebSocket frame, so the limit only goes down.
+            raise ValueError(f"max_event_bytes must be between 1 and {MAX_EVENT_BYTES}")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            events_table_name=os.environ.get("EVENTS_TABLE_NAME", "events"),
+            retention_seconds=_env_int("EVENT_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS),
+            max_event_bytes=_env_int("MAX_EVENT_BYTES", MAX_EVENT_BYTES),
+        )

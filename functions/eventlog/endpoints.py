@@ -1,0 +1,52 @@
+"""The endpoints file of the wire contract: stack names and output keys, defined once.
+
+``cdk deploy --outputs-file`` writes ``{"<StackName>": {"<OutputKey>": "<value>"}}``;
+the local stack writes the same shape with the same names, so every client, test
+and tool finds a deployed stack and the local one the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+EVENT_LOG_STACK = "RealtimeEventLog"
+POLLING_STACK = "RealtimePolling"
+WEBSOCKET_STACK = "RealtimeWebSocket"
+SSE_STACK = "RealtimeSse"
+
+POLLING_API_URL = "PollingApiUrl"
+WEBSOCKET_URL = "WebSocketUrl"
+SSE_URL = "SseUrl"
+DEMO_URL = "DemoUrl"
+
+LOCAL_OUTPUTS_FILE = Path(".local/outputs.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoints:
+    polling_api_url: str | None = None
+    websocket_url: str | None = None
+    sse_url: str | None = None
+    demo_url: str | None = None
+
+    @classmethod
+    def load(cls, path: Path | str = LOCAL_OUTPUTS_FILE) -> Endpoints:
+        """Read an outputs file; an output may sit in any stack, as long as its key matches."""
+        try:
+            stacks = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no endpoints file at {path}: start the local stack with `make dev`, "
+                "or deploy with `make deploy` and pass its outputs file"
+            ) from None
+        outputs: dict[str, str] = {}
+        for stack_outputs in stacks.values():
+            outputs.update(stack_outputs)
+        return cls(
+            polling_api_url=outputs.get(POLLING_API_URL),
+            websocket_url=outputs.get(WEBSOCKET_URL),
+            sse_url=outputs.get(SSE_URL),
+            demo_url=outputs.get(DEMO_URL),
+        )
