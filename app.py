@@ -18,6 +18,9 @@ import aws_cdk as cdk
 
 from eventlog import endpoints
 from infra.events_table import EventLogStack
+from infra.polling_api import PollingStack
+from infra.sse_service import SseStack
+from infra.websocket_api import WebSocketStack
 
 
 def main() -> None:
@@ -26,7 +29,9 @@ def main() -> None:
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK, env=env)
-    del event_log  # the transports below take event_log.table
+    PollingStack(app, endpoints.POLLING_STACK, env=env, events_table=event_log.table)
+    WebSocketStack(app, endpoints.WEBSOCKET_STACK, env=env, events_table=event_log.table)
+    SseStack(app, endpoints.SSE_STACK, env=env, events_table=event_log.table)
     app.synth()
 
 

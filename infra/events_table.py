@@ -12,6 +12,7 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from eventlog import endpoints
 from eventlog.schema import EVENTS_TABLE
 from infra.tables import table_from_spec
 
@@ -52,4 +53,4 @@ class EventLogStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.events = EventsTable(self, "Events", removal_policy=removal_policy)
         self.table: dynamodb.ITable = self.events.table
-        CfnOutput(self, "EventsTableName", value=self.table.table_name)
+        CfnOutput(self, endpoints.EVENTS_TABLE_NAME, value=self.table.table_name)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
+
+# The session-wide ``local_stack`` fixture for end-to-end and browser tests.
+pytest_plugins = ("tests.e2e_support",)
 
 # Set before anything imports boto3, so no test can pick up a real account.
 os.environ.update(
@@ -28,27 +30,12 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
 
 @pytest.fixture
 def aws() -> Iterator[None]:
-    """In-process moto for every AWS service the code touches.
-
-    DynamoDB executes each request atomically; in-process moto does not (two threads
-    can interleave inside one TransactWriteItems and corrupt its dicts). A lock
-    around moto's request dispatch restores one-request-at-a-time, which is what
-    the concurrency tests need: publishers still race *between* their requests,
-    exactly where the real races are.
-    """
-    import threading
-
+    """In-process moto for every AWS service the code touches, one request at a time."""
     from moto import mock_aws
-    from moto.core.botocore_stubber import BotocoreStubber
 
-    dispatch = BotocoreStubber.__call__
-    lock = threading.RLock()
+    from local.moto_fidelity import atomic_requests
 
-    def atomic_dispatch(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return dispatch(self, *args, **kwargs)
-
-    with mock.patch.object(BotocoreStubber, "__call__", atomic_dispatch), mock_aws():
+    with atomic_requests(), mock_aws():
         yield
 
 
@@ -77,41 +64,10 @@ def log(dynamodb: Any, events_table: str) -> Any:
 
 @pytest.fixture
 def cheap_transaction_rollback(aws: None) -> Iterator[None]:
-    """Make moto's transaction rollback snapshot O(items) shallow copies instead of a deep copy.
+    """For tests that append hundreds of events: see ``local.moto_fidelity``."""
+    from local.moto_fidelity import cheap_transaction_rollback
 
-    moto deep-copies every table a transaction touches before applying it, so a
-    test that appends 800 events spends minutes copying. The snapshot below keeps
-    the rollback exact for what this project's transactions do (put new items,
-    SET attributes of existing ones): each item's attribute dict is copied, and
-    the attribute values, which SET replaces rather than mutates, are shared.
-    """
-    import copy as stdlib_copy
-    from types import SimpleNamespace
-
-    import moto.dynamodb.models as models
-    from moto.dynamodb.models.table import Table
-
-    def snapshot_item(item: Any) -> Any:
-        # Plain dict operations: copy.copy would re-validate every attribute's size.
-        clone = object.__new__(type(item))
-        clone.__dict__.update(item.__dict__)
-        attrs_type: Any = type(item.attrs)
-        clone.attrs = attrs_type.__new__(attrs_type)
-        dict.update(clone.attrs, item.attrs)
-        return clone
-
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        if not isinstance(value, Table):
-            return stdlib_copy.deepcopy(value, memo)
-        clone = stdlib_copy.copy(value)
-        clone.items = type(value.items)(value.items.default_factory)
-        for hash_key, partition in value.items.items():
-            clone.items[hash_key] = {
-                range_key: snapshot_item(item) for range_key, item in partition.items()
-            }
-        return clone
-
-    with mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+    with cheap_transaction_rollback():
         yield
 
 

@@ -15,11 +15,18 @@ EVENT_LOG_STACK = "RealtimeEventLog"
 POLLING_STACK = "RealtimePolling"
 WEBSOCKET_STACK = "RealtimeWebSocket"
 SSE_STACK = "RealtimeSse"
+DEMO_STACK = "RealtimeDemo"
 
 POLLING_API_URL = "PollingApiUrl"
 WEBSOCKET_URL = "WebSocketUrl"
 SSE_URL = "SseUrl"
 DEMO_URL = "DemoUrl"
+
+# Outputs for operators and for tests that look behind the transports.
+EVENTS_TABLE_NAME = "EventsTableName"
+CONNECTIONS_TABLE_NAME = "ConnectionsTableName"
+LOCAL_DYNAMODB_ENDPOINT = "LocalDynamoDbEndpoint"
+"""Only the local stack writes this one: deployed tables are at the region's endpoint."""
 
 LOCAL_OUTPUTS_FILE = Path(".local/outputs.json")
 
@@ -41,6 +48,10 @@ class Endpoints:
                 f"no endpoints file at {path}: start the local stack with `make dev`, "
                 "or deploy with `make deploy` and pass its outputs file"
             ) from None
+        return cls.from_outputs(stacks)
+
+    @classmethod
+    def from_outputs(cls, stacks: dict[str, dict[str, str]]) -> Endpoints:
         outputs: dict[str, str] = {}
         for stack_outputs in stacks.values():
             outputs.update(stack_outputs)

@@ -1,0 +1,333 @@
+"""The polling API: publish, and read after a cursor, over stateless HTTP.
+
+``create_app`` builds the application; ``app`` is the instance that uvicorn
+(``polling.app:app``) and the Lambda handler serve. Importing this module touches
+no AWS: the event log creates its DynamoDB client on the first request.
+
+- ``POST /channels/{channel}/events`` with ``{"data": <json>}`` -> 201 and the Event.
+- ``GET /channels/{channel}/events?after=N&limit=L&wait=W`` -> 200 with
+  ``{"channel", "events", "next", "reset", "oldest"}``; without ``after`` the read
+  starts at the channel's head (live only). Every 200 has a strong ``ETag`` (a hash
+  of the body) and ``Cache-Control: no-cache``, so a client, or a browser's own
+  cache, can revalidate with ``If-None-Match`` and get an empty 304.
+- ``GET /healthz``, ``GET /openapi.json`` and ``GET /docs``.
+
+The event log's calls are blocking boto3 calls: they run in the threadpool, never
+on the event loop. Bad input of any kind is a 4xx problem (``polling.problems``)
+and is checked before anything is written.
+
+Auth is a seam, not a feature, here: ``publish_dependencies`` and
+``read_dependencies`` are FastAPI dependencies run before the request is parsed,
+so a later guard can refuse a request before its body is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
+
+from fastapi import FastAPI, Query, Request, params
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from eventlog.config import CHANNEL_PATTERN, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
+from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit
+from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
+from eventlog.log import EventLog, ReadResult, default_log
+from polling.config import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_SECONDS,
+    DOCS_PATH,
+    EVENTS_PATH,
+    HEALTH_PATH,
+    MAX_BODY_BYTES,
+    OPENAPI_PATH,
+    PollingSettings,
+)
+from polling.long_poll import parse_wait, wait_for_events
+from polling.problems import (
+    PROBLEM_CONTENT_TYPE,
+    Throttled,
+    UnsupportedMediaType,
+    install_problem_handlers,
+)
+
+T = TypeVar("T")
+
+# --- Wire shapes, for the OpenAPI schema (responses are encoded by hand, see _json) -----------
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: Any
+
+
+class EventModel(BaseModel):
+    channel: str
+    seq: int
+    data: Any
+    time: str
+
+
+class ReadResponse(BaseModel):
+    channel: str
+    events: list[EventModel]
+    next: int
+    reset: bool
+    oldest: int | None
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+# --- Parameters: parsed by the event log's own validators -------------------------------------
+#
+# A BeforeValidator that raises an EventLogError (not a ValueError) is not turned into a
+# validation error by pydantic: it reaches the problem handlers with its own code and status,
+# so a bad cursor is the same 400 ``invalid_cursor`` here as on every other transport.
+
+
+def parse_limit(raw: object) -> int:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 3:
+        return validate_limit(int(raw))
+    if isinstance(raw, int):
+        return validate_limit(raw)
+    raise InvalidLimit(f"limit must be an integer from 1 to {MAX_READ_LIMIT} (got {raw!r:.40})")
+
+
+Channel = Annotated[
+    str,
+    BeforeValidator(validate_channel),
+    WithJsonSchema({"type": "string", "pattern": f"^{CHANNEL_PATTERN.pattern}$"}),
+]
+Cursor = Annotated[
+    int | None,
+    BeforeValidator(parse_cursor),
+    WithJsonSchema({"type": "integer", "minimum": 0}),
+    Query(description="Return the events after this seq; 0 for all retained. Omit: live only."),
+]
+Limit = Annotated[
+    int,
+    BeforeValidator(parse_limit),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_READ_LIMIT}),
+    Query(description="The most events to return."),
+]
+Wait = Annotated[
+    int,
+    BeforeValidator(parse_wait),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_LONG_POLL_SECONDS}),
+    Query(description="Seconds to wait for an event when there is none yet (long polling)."),
+]
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+_THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+)
+_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def _is_throttling(exc: Exception) -> bool:
+    """A DynamoDB capacity refusal, after botocore's own retries gave up."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons") or []
+        return any(reason.get("Code") in _THROTTLING_REASONS for reason in reasons)
+    return code in _THROTTLING_CODES
+
+
+async def _blocking(func: Callable[..., T], *args: Any) -> T:
+    """Run a blocking event log call in the threadpool."""
+    try:
+        return await run_in_threadpool(func, *args)
+    except Exception as exc:
+        if _is_throttling(exc):
+            raise Throttled("the event log is over capacity; retry shortly") from exc
+        raise
+
+
+def _is_json_media_type(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body, refused unread past ``MAX_BODY_BYTES``."""
+    too_large = f"the body is over {MAX_BODY_BYTES} bytes"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise EventTooLarge(too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise EventTooLarge(too_large)
+    return bytes(body)
+
+
+def parse_publish_body(body: bytes) -> Any:
+    """The ``data`` of a publish body, which must be exactly ``{"data": <any JSON value>}``."""
+    shape = 'the body must be a JSON object {"data": <any JSON value>}'
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidData(f"the body is not JSON ({exc}); {shape}") from None
+    if not isinstance(obj, dict) or "data" not in obj:
+        raise InvalidData(shape)
+    unknown = sorted(set(obj) - {"data"})
+    if unknown:
+        raise InvalidData(f"unknown member(s) {', '.join(map(repr, unknown))}; {shape}")
+    return obj["data"]
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter.
+    if not if_none_match:
+        return False
+    candidates = (tag.strip() for tag in if_none_match.split(","))
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in candidates)
+
+
+def _json(request: Request, payload: dict[str, Any]) -> Response:
+    """200 with a strong ETag of the exact body, or 304 when the client already has it."""
+    body = encode_json(payload).encode()
+    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
+    return Response(body, headers=headers, media_type="application/json")
+
+
+def _read_payload(result: ReadResult) -> dict[str, Any]:
+    return {
+        "channel": result.channel,
+        "events": [event.to_dict() for event in result.events],
+        "next": result.next,
+        "reset": result.reset,
+        "oldest": result.oldest,
+    }
+
+
+# --- The application --------------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    log: EventLog | None = None,
+    settings: PollingSettings | None = None,
+    publish_dependencies: Sequence[params.Depends] = (),
+    read_dependencies: Sequence[params.Depends] = (),
+) -> FastAPI:
+    """Build the polling app on ``log`` (default: the process-wide log from the environment)."""
+    settings = settings or PollingSettings.from_env()
+
+    def event_log() -> EventLog:
+        return log if log is not None else default_log()
+
+    app = FastAPI(
+        title="Realtime polling API",
+        summary="One event log, read by stateless polling and long polling.",
+        version="1",
+        openapi_url=OPENAPI_PATH,
+        docs_url=DOCS_PATH,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_allow_origins),
+        allow_methods=list(CORS_ALLOW_METHODS),
+        allow_headers=list(CORS_ALLOW_HEADERS),
+        expose_headers=list(CORS_EXPOSE_HEADERS),
+        max_age=CORS_MAX_AGE_SECONDS,
+    )
+
+    @app.post(
+        EVENTS_PATH,
+        status_code=HTTPStatus.CREATED,
+        response_model=EventModel,
+        dependencies=list(publish_dependencies),
+        responses=_problems(400, 413, 415, 422, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PublishRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def publish(request: Request, channel: Channel) -> Response:
+        """Append ``data`` to the channel; the reply is the event with its ``seq``."""
+        if not _is_json_media_type(request.headers.get("content-type")):
+            raise UnsupportedMediaType(
+                "the body must be JSON, sent as Content-Type: application/json"
+            )
+        data = parse_publish_body(await _read_body(request))
+        event = await _blocking(event_log().publish, channel, data)
+        return Response(
+            event.encode(), status_code=HTTPStatus.CREATED, media_type="application/json"
+        )
+
+    @app.get(
+        EVENTS_PATH,
+        response_model=ReadResponse,
+        dependencies=list(read_dependencies),
+        responses={
+            200: {"headers": {"ETag": {"schema": {"type": "string"}}}},
+            304: {"description": "Not Modified: the If-None-Match matched; no body"},
+            **_problems(400, 422, 503),
+        },
+    )
+    async def read(
+        request: Request,
+        channel: Channel,
+        after: Cursor = None,
+        limit: Limit = MAX_READ_LIMIT,
+        wait: Wait = 0,
+    ) -> Response:
+        """The events after the cursor, oldest first, waiting up to ``wait`` s for one."""
+        log_ = event_log()
+        cursor = after if after is not None else await _blocking(log_.head, channel)
+        result = await wait_for_events(
+            read=lambda: _blocking(log_.read, channel, cursor, limit), wait=wait
+        )
+        return _json(request, _read_payload(result))
+
+    @app.get(HEALTH_PATH, responses={304: {"description": "Not Modified"}})
+    async def health(request: Request) -> Response:
+        """Liveness only: answers without touching the event log."""
+        return _json(request, {"status": "ok"})
+
+    return app
+
+
+app = create_app()

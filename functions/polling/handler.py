@@ -1,0 +1,15 @@
+"""The Lambda entry point: the polling app behind API Gateway's HTTP API (payload format 2.0).
+
+Mangum turns each API Gateway event into one ASGI request to ``polling.app.app``.
+Lifespan is off because the app has no startup work: the event log connects on
+first use. Problem bodies are text, so they must not be base64-encoded.
+"""
+
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+
+from polling.app import app
+
+handler = Mangum(
+    app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json"]
+)

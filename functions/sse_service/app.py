@@ -1,0 +1,314 @@
+"""The SSE service: one long-lived process holding thousands of open streams.
+
+``create_app`` builds the application; ``app`` is the instance the container
+(``python -m sse_service``) and the local stack (``sse_service.app:app``) serve.
+Importing this module touches no AWS: the event log creates its client on first use.
+
+- ``GET /channels/{channel}/stream?after=N`` -> ``text/event-stream``. On a reconnect
+  the ``Last-Event-ID`` header wins over ``after``; with neither the stream is live
+  only. It starts with a ``retry:`` hint; events are ``id: <seq>`` + ``data: <Event
+  JSON>``; a cursor older than the retained history first gets ``event: reset`` with
+  ``data: {"oldest": N}``; a ``:`` comment heartbeat goes out every
+  ``heartbeat_seconds`` (15 s, under the load balancer's 60 s idle timeout).
+- ``GET /healthz`` -> 200 while the process takes streams, 503 once it drains.
+
+How streams share one reader of the log, and why: ``sse_service.hub``.
+
+Deliberate decisions, where the wire contract is silent:
+
+- A live-only stream's first message carries ``id: <head>``: a message without
+  data fires no event, but sets the EventSource's ``lastEventId``, so a client that
+  reconnects before its first event still resumes without a gap.
+- The ``reset`` event carries ``id: <oldest - 1>``, the cursor the stream continues
+  from, so a reconnect does not repeat it.
+- A full process (``max_streams``) or a draining one answers ``503`` with
+  ``Retry-After`` and a problem body. A browser's EventSource does not retry a 503
+  by itself; the reference client does, after ``Retry-After``.
+- A client that cannot keep up is cut off, even mid-write: the stream is cancelled,
+  the response is ended if the socket takes it within a second, else the server
+  closes the connection (and uvicorn logs that the response was incomplete).
+- Shutdown: uvicorn turns SIGTERM into its exit flag and stops accepting; a watcher
+  here sees the flag (through sse-starlette's ``AppStatus``, or the uvicorn server
+  behind the SIGTERM handler) and drains: each stream ends cleanly at a random
+  moment within the first half of ``drain_seconds``, and sse-starlette cancels any
+  stream still open at the end of it. uvicorn's access log is off: the auth issue
+  puts tokens in query strings, which must never reach a log.
+
+Auth is a seam here: ``create_app(gate=...)`` takes a ``StreamGate`` that runs
+before the stream opens. It refuses by raising an ``EventLogError`` subclass
+(answered as a problem with its status) or grants with an optional expiry, at which
+the stream ends with ``event: expired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Protocol
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import AppStatus
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from eventlog.events import parse_cursor, validate_channel
+from eventlog.log import EventLog, default_log
+from sse_service.hub import Hub, Subscriber
+from sse_service.problems import install_problem_handlers, problem_response
+from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+STREAM_PATH = "/channels/{channel}/stream"
+HEALTH_PATH = "/healthz"
+
+FINISH_TIMEOUT_SECONDS = 1.0
+"""How long a cut-off stream may take to end its response before the connection is closed."""
+
+SHUTDOWN_POLL_SECONDS = 0.2
+"""How often the drain watcher looks at the server's exit flag."""
+
+
+# --- The auth seam ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamGrant:
+    """What a gate allows: a stream, until ``expires_at`` (epoch seconds) if set."""
+
+    expires_at: float | None = None
+
+
+class StreamGate(Protocol):
+    def __call__(self, request: Request, channel: str) -> Awaitable[StreamGrant]: ...
+
+
+async def open_gate(request: Request, channel: str) -> StreamGrant:
+    """Every stream allowed, forever: the default until auth is configured."""
+    del request, channel
+    return StreamGrant()
+
+
+# --- The stream response ------------------------------------------------------------------------
+
+
+def _heartbeat() -> ServerSentEvent:
+    return ServerSentEvent(comment="heartbeat", sep="\n")
+
+
+class SseResponse(EventSourceResponse):
+    """An sse-starlette response that the hub can cut off, and that leaves the hub when done."""
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        *,
+        hub: Hub,
+        subscriber: Subscriber,
+        settings: ServiceSettings,
+    ) -> None:
+        super().__init__(
+            body,
+            ping=settings.heartbeat_seconds,
+            ping_message_factory=_heartbeat,
+            sep="\n",
+            # After the drain window, sse-starlette cancels any stream still open.
+            shutdown_grace_period=settings.drain_seconds,
+        )
+        self._hub = hub
+        self._subscriber = subscriber
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal finished
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
+
+        try:
+            with anyio.CancelScope() as cut:
+                self._subscriber.on_close = lambda reason: (
+                    cut.cancel() if reason == "overflow" else None
+                )
+                await super().__call__(scope, receive, tracking_send)
+            if cut.cancelled_caught and not finished:
+                logger.warning("a %r stream could not keep up: disconnected", scope["path"])
+                with anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
+                    await tracking_send({"type": "http.response.body", "body": b""})
+        finally:
+            self._hub.leave(self._subscriber)
+
+
+# --- The application ----------------------------------------------------------------------------
+
+
+def _cursor(request: Request) -> int | None:
+    """``Last-Event-ID`` (set by a reconnecting EventSource) wins over ``after``."""
+    last_event_id = request.headers.get("last-event-id", "").strip()
+    if last_event_id:
+        return parse_cursor(last_event_id)
+    after = request.query_params.get("after")
+    return None if after is None else parse_cursor(after)
+
+
+def _shutdown_requested() -> bool:
+    if AppStatus.should_exit:
+        return True
+    # When the app is imported after uvicorn installed its signal handlers, the flag
+    # above is never set; the server behind the SIGTERM handler still has its own.
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return bool(getattr(server, "should_exit", False))
+
+
+async def _watch_for_shutdown(hub: Hub) -> None:
+    # Polled: the flag is set by a signal handler, which cannot await anything.
+    while not _shutdown_requested():  # noqa: ASYNC110
+        await asyncio.sleep(SHUTDOWN_POLL_SECONDS)
+    hub.begin_drain()
+
+
+def emf_line(*, hub: Hub, service: str, now: float) -> str:
+    """One CloudWatch embedded-metric-format record of this process's stream count."""
+    return json.dumps(
+        {
+            "_aws": {
+                "Timestamp": int(now * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": METRICS_NAMESPACE,
+                        "Dimensions": [["Service"]],
+                        "Metrics": [
+                            {"Name": "OpenStreams", "Unit": "Count"},
+                            {"Name": "Channels", "Unit": "Count"},
+                        ],
+                    }
+                ],
+            },
+            "Service": service,
+            "OpenStreams": hub.open_streams,
+            "Channels": len(hub.feeds),
+        },
+        separators=(",", ":"),
+    )
+
+
+async def _report_metrics(hub: Hub, settings: ServiceSettings, interval: float) -> None:
+    # Standard output goes to CloudWatch Logs, which turns EMF records into metrics:
+    # no SDK call, no extra permission, and the autoscaling tracks OpenStreams.
+    while True:
+        print(emf_line(hub=hub, service=settings.metrics_service, now=time.time()), flush=True)
+        await asyncio.sleep(interval)
+
+
+def create_app(
+    *,
+    log: EventLog | None = None,
+    settings: ServiceSettings | None = None,
+    gate: StreamGate = open_gate,
+) -> FastAPI:
+    """Build the service around an event log (default: the one configured by the environment)."""
+    settings = settings or ServiceSettings.from_env()
+    hub = Hub(
+        log=log or default_log(),
+        queue_events=settings.queue_events,
+        reader_interval_seconds=settings.reader_interval_seconds,
+        drain_seconds=settings.drain_seconds,
+        retry_milliseconds=settings.retry_milliseconds,
+    )
+    retry_after = str(max(1, math.ceil(settings.retry_milliseconds / 1000)))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(_watch_for_shutdown(hub), name="sse-drain-watcher")]
+        if settings.metrics_interval_seconds is not None:
+            tasks.append(
+                asyncio.create_task(
+                    _report_metrics(hub, settings, settings.metrics_interval_seconds),
+                    name="sse-metrics",
+                )
+            )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
+            await hub.aclose()
+
+    app = FastAPI(
+        title="Realtime delivery: Server-Sent Events",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.hub = hub
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET"],
+        allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],
+        expose_headers=["Retry-After"],
+        max_age=600,
+    )
+
+    def unavailable(code: str, detail: str) -> Response:
+        return problem_response(
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+            code=code,
+            detail=detail,
+            headers={"Retry-After": retry_after},
+        )
+
+    @app.get(STREAM_PATH)
+    async def stream(request: Request, channel: str) -> Response:
+        validate_channel(channel)
+        cursor = _cursor(request)
+        grant = await gate(request, channel)
+        # From here to hub.admit there is no await, so concurrent requests cannot
+        # all pass the check and overshoot the cap.
+        if hub.draining:
+            return unavailable("draining", "this server is shutting down; reconnect")
+        if hub.open_streams >= settings.max_streams:
+            return unavailable(
+                "too_many_streams", f"this server holds its maximum of {settings.max_streams}"
+            )
+        subscriber = hub.admit(channel)
+        if grant.expires_at is not None:
+            loop = asyncio.get_running_loop()
+            hub.expire_at(subscriber, deadline=loop.time() + grant.expires_at - time.time())
+        return SseResponse(
+            hub.stream(subscriber, cursor=cursor),
+            hub=hub,
+            subscriber=subscriber,
+            settings=settings,
+        )
+
+    @app.get(HEALTH_PATH)
+    async def healthz() -> Response:
+        status = HTTPStatus.SERVICE_UNAVAILABLE if hub.draining else HTTPStatus.OK
+        return JSONResponse(
+            {"status": "draining" if hub.draining else "ok", **hub.snapshot()}, status_code=status
+        )
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,415 @@
+"""One reader of the event log per channel, shared by every stream of that channel.
+
+Why a stateful tier does it this way
+------------------------------------
+A stateless design would give each open stream its own loop over the log: N
+clients of one channel, N queries every reader interval. A long-lived process
+can do better because it *holds* its clients: all streams of a channel in this
+process share one ``ChannelFeed``, a background task that polls the log for that
+channel (one ``Query`` per interval, and only while the channel has subscribers)
+and hands each new event to every subscriber. N client connections become one
+upstream reader per channel per process, so the cost of the log scales with
+channels x tasks, not with clients. Each event is encoded into its SSE frame once
+and the same bytes object is queued for every subscriber, so a subscriber's queue
+costs a reference per event, not a copy.
+
+The price of sharing is that one slow client must not hold the others back or
+grow the process without bound. Every subscriber has a bounded queue
+(``queue_events``); when the feed finds it full, the subscriber is disconnected
+(its stream is cut, even in the middle of a blocked write) and the client
+reconnects with ``Last-Event-ID``. Nothing is lost, because the log, not this
+process, is the record: the reconnect reads the backlog from the log.
+
+The join race
+-------------
+A client that arrives with a cursor needs the backlog (from the log) followed by
+live events (from the shared feed), with nothing missed between the two. Reading
+the backlog first and subscribing afterwards loses whatever the feed hands out in
+between::
+
+    client (cursor 10)              feed (position 12)              log
+    read backlog after 10 --------------------------------------->  11, 12
+                                    read after 12 -------------->   13
+                                    hand 13 to current subscribers  (client not yet one)
+    subscribe to the feed
+    next live event: 14             -> 13 is lost
+
+So the order here is the other way round, and duplicates are dropped by seq:
+
+1. Put the subscriber's queue on the feed. From this moment every event the feed
+   hands out lands in the queue: all events after the feed's position P at that
+   moment, gapless, because the feed hands out contiguous runs in seq order.
+2. Wait until the feed knows its position (a new feed first reads the head).
+3. Read the backlog from the log, after the cursor, page by page, until a read
+   reaches the head H. The read starts after step 1, and event P was already in
+   the log when the feed handed it out, so H >= P: the backlog covers everything
+   up to P, the queue everything after it.
+4. Drain the queue, skipping every seq already sent.
+
+::
+
+    cursor ........ P ................ H
+    |-- backlog from the log ---------|
+                    |-- queue (from step 1) ----------------> live
+                    |-- overlap ------| dropped by seq
+
+A client without a cursor needs no backlog: it starts at the feed's position (at
+most one reader interval behind the head) and is told so with an ``id:`` line, so
+that a reconnect resumes from there instead of from a later head.
+
+All of this runs on the event loop thread, so "put the queue on the feed" and "the
+feed hands out a batch" never interleave. The log's boto3 calls block, so they run
+in worker threads (``anyio.to_thread``, whose limiter also caps how many DynamoDB
+calls this process makes at once).
+
+Ending streams
+--------------
+A subscriber's stream ends for one of these reasons: the client left; it was too
+slow (``overflow``); the process is draining (``drain``: each stream ends at a random
+moment within the first half of the drain window, so clients spread their
+reconnects over the other tasks); the feed found the channel's history moved
+under it, e.g. a wiped table (``reset``: the reconnect gets the protocol's
+``reset``); or the stream's deadline passed (``expired``, the seam for tokens that
+expire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from functools import partial
+from typing import Any, Literal
+
+import anyio.to_thread
+
+from eventlog.config import MAX_READ_LIMIT
+from eventlog.events import Event, encode_json
+from eventlog.log import EventLog, ReadResult
+
+logger = logging.getLogger(__name__)
+
+CloseReason = Literal["overflow", "drain", "reset", "expired", "gap"]
+
+Frame = tuple[int, bytes]
+"""An event's seq and its SSE message, encoded once and shared by every subscriber."""
+
+MAX_READER_BACKOFF_SECONDS = 5.0
+"""Longest wait between reads of a feed whose reads fail (throttling, network)."""
+
+DRAIN_SPREAD = 0.5
+"""Fraction of the drain window over which open streams are ended on shutdown."""
+
+
+def event_frame(event: Event) -> bytes:
+    """``id: <seq>`` and ``data: <Event JSON>``; the default event type, so ``onmessage`` fires.
+
+    The JSON is compact and escapes every newline, so it is always one ``data:`` line.
+    """
+    return b"id: %d\ndata: %s\n\n" % (event.seq, event.encode().encode())
+
+
+def reset_frame(oldest: int) -> bytes:
+    """The ``reset`` event. Its ``id`` is the cursor the stream continues from, so a client
+    that reconnects right after it continues from there instead of hearing it again."""
+    data = encode_json({"oldest": oldest}).encode()
+    return b"id: %d\nevent: reset\ndata: %s\n\n" % (oldest - 1, data)
+
+
+def preamble(*, retry_milliseconds: int, cursor: int | None) -> bytes:
+    """The first message: the ``retry:`` hint, and for a live-only stream its start ``id:``.
+
+    A message without ``data`` fires no event in the browser, but its ``id`` still
+    becomes the EventSource's ``lastEventId``.
+    """
+    start = b"" if cursor is None else b"id: %d\n" % cursor
+    return b"retry: %d\n%s\n" % (retry_milliseconds, start)
+
+
+EXPIRED_FRAME = b"event: expired\ndata: {}\n\n"
+
+
+class Subscriber:
+    """One open stream's place in a feed: a bounded queue of frames and why it must end."""
+
+    __slots__ = ("_capacity", "_frames", "_wake", "channel", "on_close", "reason", "timers")
+
+    def __init__(self, *, channel: str, capacity: int) -> None:
+        self.channel = channel
+        self._capacity = capacity
+        self._frames: deque[Frame] = deque()
+        self._wake = asyncio.Event()
+        self.reason: CloseReason | None = None
+        self.on_close: Callable[[CloseReason], None] | None = None
+        self.timers: list[asyncio.TimerHandle] = []  # cancelled when the stream ends
+
+    def offer(self, frames: list[Frame]) -> None:
+        """Queue frames; a subscriber whose queue would overflow is closed instead."""
+        if self.reason is not None:
+            return
+        if len(self._frames) + len(frames) > self._capacity:
+            self.close("overflow")
+            return
+        self._frames.extend(frames)
+        self._wake.set()
+
+    def close(self, reason: CloseReason) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        self._frames.clear()  # a closed subscriber holds no memory
+        self._wake.set()
+        if self.on_close is not None:
+            self.on_close(reason)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def wait(self) -> None:
+        """Wait until something changed: frames queued, the feed ready, or the stream closed."""
+        await self._wake.wait()
+        self._wake.clear()
+
+    def take(self) -> list[Frame]:
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
+
+class ChannelFeed:
+    """The one reader of a channel in this process, alive while the channel has subscribers."""
+
+    def __init__(self, *, hub: Hub, channel: str) -> None:
+        self.hub = hub
+        self.channel = channel
+        self.subscribers: set[Subscriber] = set()
+        self.position: int | None = None  # last seq handed out; None until the head is read
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"sse-feed:{self.channel}"
+        )
+
+    async def _run(self) -> None:
+        interval = self.hub.reader_interval_seconds
+        backoff = interval
+        try:
+            while self.subscribers:
+                try:
+                    if self.position is None:
+                        await self._start_at_head()
+                        continue
+                    result = await self.hub.read(self.channel, self.position)
+                except Exception:
+                    # The log is unavailable or throttling: the streams stay open (their
+                    # heartbeats continue) and the feed retries, backing off.
+                    logger.exception("reading %r failed; retrying in %.1f s", self.channel, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_READER_BACKOFF_SECONDS)
+                    continue
+                backoff = interval
+                if result.reset:
+                    self._history_moved(result)
+                elif result.events:
+                    self._hand_out(result.events)
+                    if result.head is None:
+                        continue  # more are waiting: read again at once
+                await asyncio.sleep(interval)
+        finally:
+            # No await between the loop's last check and this: a subscriber that joins
+            # now finds no feed and starts a new one.
+            self.hub.feed_ended(self)
+
+    async def _start_at_head(self) -> None:
+        self.position = await self.hub.head(self.channel)
+        for subscriber in self.subscribers:
+            subscriber.wake()
+
+    def _hand_out(self, events: list[Event]) -> None:
+        frames = [(event.seq, event_frame(event)) for event in events]
+        for subscriber in list(self.subscribers):
+            subscriber.offer(frames)
+        self.position = events[-1].seq
+        self.hub.stats["events_read"] += len(events)
+
+    def _history_moved(self, result: ReadResult) -> None:
+        logger.warning(
+            "channel %r: history moved under the reader (oldest %s); ending its streams",
+            self.channel,
+            result.oldest,
+        )
+        for subscriber in list(self.subscribers):
+            subscriber.close("reset")
+        self.position = result.next
+
+
+class Hub:
+    """The feeds and subscribers of one process, and its drain."""
+
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        queue_events: int,
+        reader_interval_seconds: float,
+        drain_seconds: float,
+        retry_milliseconds: int,
+    ) -> None:
+        self.log = log
+        self.queue_events = queue_events
+        self.reader_interval_seconds = reader_interval_seconds
+        self.drain_seconds = drain_seconds
+        self.retry_milliseconds = retry_milliseconds
+        self.feeds: dict[str, ChannelFeed] = {}
+        self.subscribers: set[Subscriber] = set()
+        self.draining = False
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self.subscribers)
+
+    # --- the log, off the event loop ------------------------------------------------------------
+
+    async def read(self, channel: str, after: int) -> ReadResult:
+        self.stats["log_reads"] += 1
+        return await anyio.to_thread.run_sync(
+            partial(self.log.read, channel, after, MAX_READ_LIMIT)
+        )
+
+    async def head(self, channel: str) -> int:
+        self.stats["log_reads"] += 1
+        return await anyio.to_thread.run_sync(self.log.head, channel)
+
+    # --- subscribers ----------------------------------------------------------------------------
+
+    def admit(self, channel: str) -> Subscriber:
+        """Count a new stream before its response starts, so the cap cannot be overshot."""
+        subscriber = Subscriber(channel=channel, capacity=self.queue_events)
+        self.subscribers.add(subscriber)
+        if self.draining:
+            self._schedule_drain(subscriber)
+        return subscriber
+
+    def leave(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers and subscriber.reason is not None:
+            self.stats[f"closed_{subscriber.reason}"] += 1
+        self.subscribers.discard(subscriber)
+        for timer in subscriber.timers:
+            timer.cancel()
+        subscriber.timers.clear()
+        feed = self.feeds.get(subscriber.channel)
+        if feed is not None:
+            feed.subscribers.discard(subscriber)
+
+    def _join(self, subscriber: Subscriber) -> ChannelFeed:
+        feed = self.feeds.get(subscriber.channel)
+        if feed is None:
+            feed = self.feeds[subscriber.channel] = ChannelFeed(
+                hub=self, channel=subscriber.channel
+            )
+            feed.subscribers.add(subscriber)
+            feed.start()
+        else:
+            feed.subscribers.add(subscriber)
+        return feed
+
+    def feed_ended(self, feed: ChannelFeed) -> None:
+        if self.feeds.get(feed.channel) is feed:
+            del self.feeds[feed.channel]
+
+    async def stream(
+        self, subscriber: Subscriber, *, cursor: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        """The bytes of one stream: preamble, backlog after ``cursor``, then live events."""
+        try:
+            feed = self._join(subscriber)  # step 1: queue first (see the module docstring)
+            while feed.position is None and subscriber.reason is None:
+                await subscriber.wait()  # step 2
+            if subscriber.reason is not None or feed.position is None:
+                return
+            last = feed.position
+            if cursor is None:
+                yield preamble(retry_milliseconds=self.retry_milliseconds, cursor=last)
+            else:
+                yield preamble(retry_milliseconds=self.retry_milliseconds, cursor=None)
+                last = cursor
+                async for chunk, position in self._backlog(subscriber, after=cursor):  # step 3
+                    last = position
+                    yield chunk
+            while subscriber.reason is None:  # step 4, then live
+                frames = subscriber.take()
+                if not frames:
+                    await subscriber.wait()
+                    continue
+                fresh = [frame for seq, frame in frames if seq > last]
+                if frames[0][0] > last + 1:
+                    # Cannot happen by the argument above; if it ever did, the client's
+                    # reconnect would fill the gap from the log, so end the stream.
+                    logger.error("gap before %d on %r after %d", frames[0][0], feed.channel, last)
+                    subscriber.close("gap")
+                    break
+                last = max(last, frames[-1][0])
+                if fresh:
+                    yield b"".join(fresh)
+            if subscriber.reason == "expired":
+                yield EXPIRED_FRAME
+        finally:
+            self.leave(subscriber)
+
+    async def _backlog(
+        self, subscriber: Subscriber, *, after: int
+    ) -> AsyncIterator[tuple[bytes, int]]:
+        """Pages of the log after the cursor until a read reaches the head."""
+        while subscriber.reason is None:
+            result = await self.read(subscriber.channel, after)
+            oldest = result.oldest if result.reset else None
+            chunks = [] if oldest is None else [reset_frame(oldest)]
+            chunks += [event_frame(event) for event in result.events]
+            after = result.next
+            if chunks:
+                yield b"".join(chunks), after
+            if result.head is not None or not result.events:
+                return
+
+    # --- shutdown -------------------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """Refuse new streams and end the open ones, spread over the first part of the window."""
+        if self.draining:
+            return
+        self.draining = True
+        logger.info("draining %d streams over %.1f s", self.open_streams, self._spread())
+        for subscriber in list(self.subscribers):
+            self._schedule_drain(subscriber)
+
+    def _spread(self) -> float:
+        return self.drain_seconds * DRAIN_SPREAD
+
+    def _schedule_drain(self, subscriber: Subscriber) -> None:
+        delay = random.uniform(0, self._spread())  # noqa: S311 (spreading load, not security)
+        loop = asyncio.get_running_loop()
+        subscriber.timers.append(loop.call_later(delay, subscriber.close, "drain"))
+
+    def expire_at(self, subscriber: Subscriber, *, deadline: float) -> None:
+        """End ``subscriber``'s stream with ``event: expired`` at ``deadline`` (loop time)."""
+        loop = asyncio.get_running_loop()
+        subscriber.timers.append(loop.call_at(deadline, subscriber.close, "expired"))
+
+    async def aclose(self) -> None:
+        """Stop every feed (at application shutdown, after the streams have ended)."""
+        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open_streams": self.open_streams,
+            "channels": len(self.feeds),
+            "draining": self.draining,
+            **self.stats,
+        }

@@ -1,0 +1,62 @@
+"""The WebSocket transport's own knobs: environment variable names and fan-out tuning.
+
+Limits shared with other transports (frame sizes, the 2 h connection lifetime)
+live in ``eventlog.config``; this module only holds what nothing else reads.
+The infrastructure imports the variable names from here, so the names the
+functions read and the names the stack sets cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+
+# --- Environment variables (set by infra/websocket_api.py and by the local stack) ----------
+
+CONNECTIONS_TABLE_ENV = "CONNECTIONS_TABLE_NAME"
+"""Name of the connections table (see ``websocket_api.connections``)."""
+
+MANAGEMENT_ENDPOINT_ENV = "WEBSOCKET_MANAGEMENT_ENDPOINT"
+"""The @connections API root, e.g. ``https://abc.execute-api.eu-west-1.amazonaws.com/ws``.
+
+Route handlers derive it from their event and need it only to override that (the
+local stack points it at 127.0.0.1). The fan-out has no WebSocket event, so the
+stack always sets it there."""
+
+FANOUT_WORKERS_ENV = "FANOUT_WORKERS"
+
+# --- Fan-out tuning ---------------------------------------------------------------------------
+
+DEFAULT_FANOUT_WORKERS = 16
+"""Concurrent ``post_to_connection`` calls per fan-out invocation.
+
+Each call is a network round trip that releases the GIL while it waits, so
+threads multiply throughput until botocore's own CPU cost per call (a few ms of
+signing and parsing) saturates the function's vCPU. ``bench/websocket_fanout.py``
+measures the curve: with 5-20 ms round trips it flattens between 8 and 16
+threads on one core, and more threads only add contention. The account-wide
+callback throttle (10,000 rps shared by all APIs) is the ceiling that
+concurrent fan-out invocations share."""
+
+POST_MAX_ATTEMPTS = 5
+"""Tries per frame when the @connections API throttles (429) or fails transiently."""
+
+POST_BACKOFF_BASE_SECONDS = 0.05
+POST_BACKOFF_CAP_SECONDS = 1.0
+"""Full-jitter exponential backoff between tries: uniform(0, min(cap, base * 2**attempt))."""
+
+
+def connections_table_name() -> str:
+    return os.environ.get(CONNECTIONS_TABLE_ENV, "connections")
+
+
+def fanout_workers() -> int:
+    raw = os.environ.get(FANOUT_WORKERS_ENV, "")
+    if not raw:
+        return DEFAULT_FANOUT_WORKERS
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise ValueError(f"{FANOUT_WORKERS_ENV} must be an integer, got {raw!r}") from None
+    if workers < 1:
+        raise ValueError(f"{FANOUT_WORKERS_ENV} must be at least 1, got {workers}")
+    return workers

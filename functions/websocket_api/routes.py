@@ -1,0 +1,263 @@
+"""The route handlers: one Lambda entry point per API Gateway WebSocket route.
+
+``connect``, ``disconnect``, ``subscribe``, ``unsubscribe``, ``publish``,
+``ping`` and ``default`` are the routes ``$connect``, ``$disconnect``, the four
+actions and ``$default``; ``ROUTES`` maps route keys to them for anything that
+plays API Gateway locally.
+
+Why one function per route rather than one function that dispatches on
+``routeKey``: each route gets exactly the permissions it uses (``ping`` cannot
+write a table, only ``publish`` can append to the log), its own metrics and its
+own concurrency. The cost is cold starts: a connection's first ``subscribe``
+may start a fresh environment although ``$connect`` just ran in a warm one.
+The handlers import no SDK at load time (boto3 comes on first use) to keep
+that cost small; ``bench/websocket_fanout.py`` measures it.
+
+Each handler is thin: parse the frame (``frames``), do one thing with the log or
+the connections table, reply by ``post_to_connection`` (see ``management`` for
+why replies are posted). Bad input of any kind, also a publish the log refuses,
+becomes one ``error`` frame and a 200: the connection stays open and nothing is
+written. Anything else is a server fault: the client gets an ``internal_error``
+frame and the exception propagates, so the function's error metric counts it.
+
+Subscribing is ordered so that no event can fall between backlog and live:
+
+1. record the subscription (strongly consistent, read by every later fan-out);
+2. read the channel's head H;
+3. send ``subscribed`` with H, then, given a cursor, ``reset`` if the log says
+   so and every event after the cursor up to at least H, in pages of 100.
+
+An event above H was published after step 2, so after step 1, so its fan-out
+finds the subscription and delivers it live. Events up to H come in the
+backlog. Some may come both ways; the client drops duplicates by ``seq``. A
+live event can even overtake ``subscribed`` (the fan-out does not wait for this
+handler), so a client accepts events of a channel from the moment it asks.
+
+Auth seam: a later REQUEST authorizer on ``$connect`` returns the token's claims,
+and API Gateway passes them to every later route as ``requestContext.authorizer``
+(kept in ``Request.authorizer``); ``authorize`` is where subscribe and publish
+will check them and answer ``forbidden``. Events are never logged: with auth,
+the ``$connect`` event carries the token in its query string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventlog.config import MAX_READ_LIMIT
+from eventlog.errors import EventLogError
+from eventlog.log import EventLog, default_log
+from websocket_api import frames, management
+from websocket_api.config import connections_table_name
+from websocket_api.connections import Connections
+from websocket_api.frames import ClientFrame, Ping, Publish, Subscribe, Unsubscribe
+
+logger = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+OK: Response = {"statusCode": 200}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What a handler needs from an API Gateway WebSocket event."""
+
+    connection_id: str
+    route_key: str
+    body: str | None
+    connected_at_ms: int
+    endpoint: str
+    authorizer: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Request:
+        context = event["requestContext"]
+        connected_at = context.get("connectedAt") or context.get("requestTimeEpoch")
+        return cls(
+            connection_id=context["connectionId"],
+            route_key=context["routeKey"],
+            body=event.get("body"),
+            connected_at_ms=int(connected_at) if connected_at else int(time.time() * 1000),
+            endpoint=management.endpoint_for(context),
+            authorizer=context.get("authorizer"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """The handlers' collaborators, built from the environment on first use."""
+
+    log: EventLog
+    connections: Connections
+    management_client: Callable[[str], Any] = management.client_for
+
+    @classmethod
+    def from_env(cls) -> Services:
+        log = default_log()
+        # One DynamoDB client for both tables: a second would cost another init.
+        connections = Connections(table_name=connections_table_name(), client=_LazyClient(log))
+        return cls(log=log, connections=connections)
+
+
+class _LazyClient:
+    """The log's DynamoDB client, created when first used rather than at import."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log.client, name)
+
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        _services = Services.from_env()
+    return _services
+
+
+def use_services(replacement: Services | None) -> None:
+    """Swap the collaborators (tests, the local stack); None goes back to the environment."""
+    global _services
+    _services = replacement
+
+
+class Sender:
+    """Posts frames to the caller's connection; remembers whether the caller has left."""
+
+    def __init__(self, request: Request) -> None:
+        self.connection_id = request.connection_id
+        self._client = services().management_client(request.endpoint)
+        self.gone = False
+
+    def send(self, frame: str) -> bool:
+        if not self.gone and not management.post(self._client, self.connection_id, frame):
+            self.gone = True
+        return not self.gone
+
+
+# --- $connect / $disconnect -----------------------------------------------------------------
+
+
+def connect(event: Mapping[str, Any], context: Any = None) -> Response:
+    """Record the connection. No frame: posting during ``$connect`` answers 410 on AWS."""
+    request = Request.from_event(event)
+    services().connections.connect(request.connection_id, connected_at_ms=request.connected_at_ms)
+    return OK
+
+
+def disconnect(event: Mapping[str, Any], context: Any = None) -> Response:
+    """Forget the connection and its subscriptions (best effort: TTL catches the rest)."""
+    request = Request.from_event(event)
+    services().connections.forget(request.connection_id)
+    return OK
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+def subscribe(event: Mapping[str, Any], context: Any = None) -> Response:
+    return _serve(event, Subscribe)
+
+
+def unsubscribe(event: Mapping[str, Any], context: Any = None) -> Response:
+    return _serve(event, Unsubscribe)
+
+
+def publish(event: Mapping[str, Any], context: Any = None) -> Response:
+    return _serve(event, Publish)
+
+
+def ping(event: Mapping[str, Any], context: Any = None) -> Response:
+    return _serve(event, Ping)
+
+
+def default(event: Mapping[str, Any], context: Any = None) -> Response:
+    """Anything API Gateway could not route: not JSON, or no known ``action``."""
+    return _serve(event, None)
+
+
+def authorize(request: Request, *, scope: Literal["subscribe", "publish"], channel: str) -> None:
+    """Check the caller's claims for ``scope`` on ``channel``: the seam for auth.
+
+    Without an authorizer every connection may subscribe and publish anywhere.
+    """
+    del request, scope, channel
+
+
+def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
+    request = Request.from_event(event)
+    sender = Sender(request)
+    try:
+        frame = frames.parse_frame(request.body)
+        if expected is None or not isinstance(frame, expected):
+            # Only a router that disagrees with API Gateway's selection gets here.
+            raise frames.unknown_action(f"{type(frame).__name__.lower()} on {request.route_key}")
+        _dispatch(request, frame, sender)
+    except EventLogError as exc:
+        sender.send(frames.error_for(exc))
+    except Exception:
+        logger.exception("%s failed for %s", request.route_key, request.connection_id)
+        with contextlib.suppress(Exception):  # the original failure is the one to report
+            sender.send(frames.error("internal_error", "the server failed; try again"))
+        raise
+    return OK
+
+
+def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
+    log = services().log
+    connections = services().connections
+    match frame:
+        case Subscribe(channel=channel, after=after):
+            authorize(request, scope="subscribe", channel=channel)
+            connections.subscribe(
+                request.connection_id, channel, connected_at_ms=request.connected_at_ms
+            )
+            head = log.head(channel)
+            if sender.send(frames.subscribed(channel, head)) and after is not None:
+                send_backlog(log, sender, channel=channel, after=after, head=head)
+        case Unsubscribe(channel=channel):
+            connections.unsubscribe(request.connection_id, channel)
+            sender.send(frames.unsubscribed(channel))
+        case Publish(channel=channel, data=data):
+            authorize(request, scope="publish", channel=channel)
+            sender.send(frames.published(log.publish(channel, data)))
+        case Ping():
+            sender.send(frames.pong())
+
+
+def send_backlog(log: EventLog, sender: Sender, *, channel: str, after: int, head: int) -> None:
+    """Send every event after ``after`` up to at least ``head``, with ``reset`` first if due."""
+    cursor = after
+    while True:
+        page = log.read(channel, cursor, MAX_READ_LIMIT)
+        reset = page.oldest if page.reset else None
+        if reset is not None and not sender.send(frames.reset(channel, reset)):
+            return
+        for event in page.events:
+            if not sender.send(frames.event(event.encode())):
+                return
+        reached_head = page.head is not None or page.next >= head
+        if reached_head or (page.next == cursor and not page.events):
+            return
+        cursor = page.next
+
+
+ROUTES: dict[str, Callable[[Mapping[str, Any], Any], Response]] = {
+    "$connect": connect,
+    "$disconnect": disconnect,
+    "$default": default,
+    "subscribe": subscribe,
+    "unsubscribe": unsubscribe,
+    "publish": publish,
+    "ping": ping,
+}
+"""Route key -> handler, for anything that plays API Gateway (see ``frames.route_key``)."""

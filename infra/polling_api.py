@@ -1,0 +1,225 @@
+"""The polling transport: an HTTP API in front of one Lambda function running FastAPI.
+
+Every route of ``polling.config.ROUTES`` goes to the same function (a deliberate
+"Lambdalith", see ``polling``); anything else gets API Gateway's own 404 without
+invoking it. API Gateway also answers CORS preflights itself, from the same
+constants the app uses under uvicorn, so a preflight never costs an invocation.
+
+Limits that shape it: the HTTP API cuts every request at 30 s, so the longest
+``wait`` is 25 s and the function's timeout sits between the two; the function
+stops before API Gateway gives up, never running on for a client that has gone.
+Stage throttling answers 429 with API Gateway's own body (HTTP APIs cannot
+customise it), before the function or the table sees the request.
+
+Access logs are JSON and record the path without its query string: a later
+``?token=`` must never reach a log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import jsii
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from eventlog import endpoints
+from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
+from polling.config import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_SECONDS,
+    DEFAULT_CORS_ALLOW_ORIGINS,
+    ROUTES,
+)
+
+FUNCTION_TIMEOUT_SECONDS = HTTP_API_TIMEOUT_SECONDS - 1
+"""Over the longest wait, under the HTTP API's cut-off."""
+assert MAX_LONG_POLL_SECONDS < FUNCTION_TIMEOUT_SECONDS < HTTP_API_TIMEOUT_SECONDS
+
+EVENTS_TABLE_READS = (
+    "dynamodb:GetItem",  # the head item, and checking that a missing event has expired
+    "dynamodb:Query",  # reading after a cursor
+)
+EVENTS_TABLE_WRITES = (
+    "dynamodb:PutItem",  # publish: the event
+    "dynamodb:UpdateItem",  # publish: the head
+)
+"""Exactly what ``EventLog`` calls, and writes only inside a transaction. TransactWriteItems
+has no IAM action of its own: each item is authorised as PutItem or UpdateItem, and the
+``dynamodb:EnclosingOperation`` condition limits those to transactions, so this function
+cannot write an event without moving the head with it. ``grant_read_write_data`` would add
+Scan, BatchGetItem, BatchWriteItem, DeleteItem, ConditionCheckItem, DescribeTable and the
+stream reads, and allow bare writes. Source:
+docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html"""
+
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "method": "$context.httpMethod",
+    "path": "$context.path",
+    "routeKey": "$context.routeKey",
+    "protocol": "$context.protocol",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationLatencyMs": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+    "error": "$context.error.message",
+}
+"""One JSON object per request. ``$context.path`` is the path alone: no query string, which
+may one day carry a token, and no headers."""
+
+
+class PollingApi(Construct):
+    """The HTTP API, its stage and access logs, and the function behind it.
+
+    :param events_table: the event log's table; the function may read it with
+        ``EVENTS_TABLE_READS`` and write it with ``EVENTS_TABLE_WRITES`` in transactions.
+    :param cors_allow_origins: origins allowed to call the API from a browser.
+        Default: any (``polling.config.DEFAULT_CORS_ALLOW_ORIGINS``).
+    :param throttling_rate_limit: steady requests per second for the stage. Default: 100.
+    :param throttling_burst_limit: burst of requests for the stage. Default: 200.
+    :param memory_size: the function's memory in MB. Default: 256. A waiting long
+        poll bills memory x time, so more memory makes every wait dearer.
+    :param log_retention: how long the function's logs and the access logs are kept.
+        Default: one month.
+
+    Attributes: ``function``, ``function_logs``, ``http_api``, ``stage``, ``access_logs``,
+    ``url`` (the endpoint, no trailing slash).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        cors_allow_origins: Sequence[str] = DEFAULT_CORS_ALLOW_ORIGINS,
+        throttling_rate_limit: int = 100,
+        throttling_burst_limit: int = 200,
+        memory_size: int = 256,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+
+        # Created here rather than left to Lambda, so it has a retention and goes with the stack.
+        self.function_logs = logs.LogGroup(
+            self, "FunctionLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Polling API: FastAPI behind Mangum on the event log",
+            runtime=LAMBDA_RUNTIME,
+            architecture=LAMBDA_ARCHITECTURE,
+            code=function_code(packages=("eventlog", "polling"), dependency_group="polling"),
+            handler="polling.handler.handler",
+            memory_size=memory_size,
+            timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS),
+            log_group=self.function_logs,
+            environment={
+                "EVENTS_TABLE_NAME": events_table.table_name,
+                "CORS_ALLOW_ORIGINS": ",".join(cors_allow_origins),
+            },
+        )
+        events_table.grant(self.function, *EVENTS_TABLE_READS)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=list(EVENTS_TABLE_WRITES),
+                resources=[events_table.table_arn],
+                conditions={
+                    "ForAnyValue:StringEquals": {
+                        "dynamodb:EnclosingOperation": ["TransactWriteItems"]
+                    }
+                },
+            )
+        )
+
+        self.http_api = apigwv2.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"{Stack.of(self).stack_name}-polling",
+            description="Polling transport of the event log",
+            create_default_stage=False,
+            cors_preflight=apigwv2.CorsPreflightOptions(
+                allow_origins=list(cors_allow_origins),
+                allow_methods=[apigwv2.CorsHttpMethod[method] for method in CORS_ALLOW_METHODS],
+                allow_headers=list(CORS_ALLOW_HEADERS),
+                expose_headers=list(CORS_EXPOSE_HEADERS),
+                max_age=Duration.seconds(CORS_MAX_AGE_SECONDS),
+            ),
+        )
+        integration = HttpLambdaIntegration(
+            "Function",
+            self.function,
+            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+        )
+        for method, path in ROUTES:
+            self.http_api.add_routes(
+                path=path, methods=[apigwv2.HttpMethod[method]], integration=integration
+            )
+
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.stage = apigwv2.HttpStage(
+            self,
+            "Stage",
+            http_api=self.http_api,
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=throttling_rate_limit, burst_limit=throttling_burst_limit
+            ),
+            access_log_settings=_AccessLogSettings(
+                destination=apigwv2.LogGroupLogDestination(self.access_logs),
+                format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
+            ),
+        )
+        # The $default stage serves at the root: the API's endpoint, without a trailing slash.
+        self.url: str = self.http_api.api_endpoint
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogSettings:
+    def __init__(
+        self, *, destination: apigwv2.IAccessLogDestination, format: apigateway.AccessLogFormat
+    ) -> None:
+        self._destination = destination
+        self._format = format
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigateway.AccessLogFormat:
+        return self._format
+
+
+class PollingStack(Stack):
+    """The polling transport on the event log's table; outputs ``PollingApiUrl``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.polling_api = PollingApi(self, "PollingApi", events_table=events_table)
+        # At the stack's top level, so the output key is exactly the contract's name.
+        CfnOutput(self, endpoints.POLLING_API_URL, value=self.polling_api.url)

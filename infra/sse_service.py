@@ -1,0 +1,244 @@
+"""The SSE transport: a container service on ECS Fargate behind an Application Load Balancer.
+
+SSE needs what a Lambda cannot give: a process that holds thousands of responses
+open for hours. So this is the stateful tier of the three transports, and it has
+the chores that come with state (see ``functions/sse_service``):
+
+- **Idle timeout**: the ALB closes a connection that carries no bytes for
+  ALB_IDLE_TIMEOUT_SECONDS (60 s); the service sends a comment heartbeat every
+  SSE_HEARTBEAT_SECONDS (15 s), and the idle timeout is set explicitly so the two
+  are visibly related. uvicorn's keep-alive is longer than the ALB's idle timeout.
+- **Draining**: to stop a task, ECS first deregisters it, and the ALB stops
+  sending it new streams but lets the open ones run for the deregistration delay
+  (SSE_DRAIN_SECONDS), then closes them; only then does ECS send SIGTERM, on
+  which the service ends whatever streams it still has, spread over the same
+  window. Either way the clients reconnect to another task and resume with
+  ``Last-Event-ID``: nothing is lost, because the log is the record, not the task.
+  The stop timeout leaves the drain 10 s of margin before SIGKILL.
+- **Scaling on connections**: one request is one stream that lasts for hours, so
+  requests per target measure churn, not load. The service logs its open-stream
+  count as a CloudWatch embedded metric, and the service tracks that (per task)
+  along with CPU (a broadcast to every stream is CPU-bound).
+- **Deployments** replace tasks before stopping old ones (min healthy 100%), and
+  the circuit breaker rolls back a deployment whose tasks do not become healthy.
+
+Network, and what it costs: a new VPC with public subnets only, tasks with public
+IPs, and no NAT gateway. A NAT gateway costs about $0.045/h per AZ (~$65/month
+for two AZs) plus $0.045/GB processed; public IPv4 addresses cost $0.005/h each
+(~$3.60/month per task). The tasks' security group admits only the ALB, so the
+public IP is an exit, not an entrance. DynamoDB traffic goes through a gateway
+endpoint (free, and it keeps the table's traffic off the internet). With private
+subnets you would add NAT (or interface endpoints for ECR, CloudWatch Logs and STS,
+about $7/month each per AZ) and drop the public IPs.
+
+The listener is plain HTTP on port 80, because a certificate needs a domain. With
+HTTPS the ALB also speaks HTTP/2 to browsers, which lifts HTTP/1.1's limit of six
+connections per origin, the classic SSE pitfall when a page opens several streams.
+
+The image is built from ``functions/`` (the build context) with
+``functions/sse_service/Dockerfile``; ``cdk synth`` only stages it, ``cdk deploy``
+builds it (Docker needed there), for ARM64 like the tasks (Graviton: about 20%
+cheaper than x86 for the same vCPU and memory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from eventlog import endpoints
+from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS
+from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
+from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
+HEALTH_PATH = "/healthz"
+
+STOP_TIMEOUT_SECONDS = SSE_DRAIN_SECONDS + 10
+"""SIGTERM to SIGKILL: the drain window plus margin for the last flush (Fargate allows 120)."""
+
+STREAMS_TARGET = int(SSE_MAX_STREAMS * 0.6)
+"""Open streams per task that the scaling aims at: headroom below the cap for a task's
+share of the reconnects when another task stops."""
+
+CPU_TARGET_PERCENT = 60
+
+
+class SseService(Construct):
+    """The SSE service, its load balancer and its network.
+
+    ``vpc``: an existing VPC to run in (it needs public subnets), or None (default)
+    for a new one as described in the module docstring. ``desired_count``,
+    ``max_count``: the scaling range (default 2 to 10 tasks, two so that a stopping
+    task's clients have somewhere to go). ``cpu`` and ``memory_mib``: one task
+    (default 1 vCPU, 2 GiB: SSE_MAX_STREAMS streams at ~50 KB each, with headroom).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        vpc: ec2.IVpc | None = None,
+        desired_count: int = 2,
+        max_count: int = 10,
+        cpu: int = 1024,
+        memory_mib: int = 2048,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = vpc or ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                )
+            ],
+            gateway_endpoints={
+                "DynamoDb": ec2.GatewayVpcEndpointOptions(
+                    service=ec2.GatewayVpcEndpointAwsService.DYNAMODB
+                )
+            },
+        )
+        self.cluster = ecs.Cluster(
+            self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
+        )
+
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        metrics_service = Stack.of(self).stack_name
+        self.container = self.task_definition.add_container(
+            "Service",
+            image=ecs.ContainerImage.from_asset(
+                str(FUNCTIONS_DIR),
+                file=DOCKERFILE,
+                platform=ecr_assets.Platform.LINUX_ARM64,
+                # The image needs two packages; nothing else may change its hash.
+                exclude=["*", "!eventlog", "!sse_service", "**/__pycache__", "**/*.pyc"],
+                ignore_mode=IgnoreMode.DOCKER,
+            ),
+            port_mappings=[ecs.PortMapping(container_port=SSE_PORT)],
+            environment={
+                "EVENTS_TABLE_NAME": events_table.table_name,
+                "SSE_METRICS_INTERVAL_SECONDS": "60",
+                "SSE_METRICS_SERVICE": metrics_service,
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="sse", log_group=self.log_group),
+            health_check=ecs.HealthCheck(
+                command=["CMD", *HEALTH_COMMAND],
+                interval=Duration.seconds(10),
+                timeout=Duration.seconds(5),
+                retries=3,
+                start_period=Duration.seconds(15),
+            ),
+            stop_timeout=Duration.seconds(STOP_TIMEOUT_SECONDS),
+            # One file descriptor per stream: well above SSE_MAX_STREAMS.
+            ulimits=[ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65_535, hard_limit=65_535)],
+            readonly_root_filesystem=True,
+        )
+        # Read only, and only the two calls the service makes (EventLog.read and .head).
+        events_table.grant(self.task_definition.task_role, "dynamodb:Query", "dynamodb:GetItem")
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=self.cluster,
+            task_definition=self.task_definition,
+            desired_count=desired_count,
+            assign_public_ip=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            health_check_grace_period=Duration.seconds(30),
+        )
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=self.vpc,
+            internet_facing=True,
+            idle_timeout=Duration.seconds(ALB_IDLE_TIMEOUT_SECONDS),
+        )
+        listener = self.load_balancer.add_listener("Http", port=80, open=True)
+        self.target_group = listener.add_targets(
+            "Tasks",
+            port=SSE_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.service],
+            deregistration_delay=Duration.seconds(SSE_DRAIN_SECONDS),
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH,
+                interval=Duration.seconds(10),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+
+        self.scaling = self.service.auto_scale_task_count(
+            min_capacity=desired_count, max_capacity=max_count
+        )
+        self.scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=CPU_TARGET_PERCENT,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        self.scaling.scale_to_track_custom_metric(
+            "OpenStreams",
+            metric=cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name="OpenStreams",
+                dimensions_map={"Service": metrics_service},
+                statistic="Average",
+                period=Duration.minutes(1),
+            ),
+            target_value=STREAMS_TARGET,
+            # Scaling in ends streams (their clients reconnect): do it slowly.
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+
+
+class SseStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.sse = SseService(self, "Sse", events_table=events_table)
+        CfnOutput(self, endpoints.SSE_URL, value=self.sse.url)

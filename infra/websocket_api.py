@@ -1,0 +1,302 @@
+"""The WebSocket transport: an API Gateway WebSocket API, a connections table, a fan-out.
+
+API Gateway holds the sockets and routes each frame on ``$request.body.action``
+to one small function per route (``websocket_api.routes``); the connections
+table remembers who listens to what; the fan-out function reads the events
+table's stream and posts each new event to the channel's subscribers.
+
+Every function gets exactly what it calls, no more: ``ping`` can only post to
+this API's connections; only ``publish`` can append to the log; the fan-out can
+read and delete subscriptions but not write them. Posting is granted as
+``execute-api:ManageConnections`` on ``POST`` to this API's stage only.
+
+The stream's event source mapping delivers only event INSERTs (the head item and
+TTL deletions are filtered out before they cost an invocation), retries a
+failing batch a bounded number of times, bisecting it to isolate the bad
+record, and honours the function's ``batchItemFailures``; a record that still
+fails lands in an SQS queue instead of blocking the shard. A record older than
+the 2 h connection limit is dropped: every connection that could want it live
+has been closed by then, and any newer one gets it from its backlog.
+
+Auth seam: ``connect_authorizer`` puts a Lambda REQUEST authorizer on
+``$connect``; API Gateway then hands its context to every later route as
+``requestContext.authorizer``, where ``websocket_api.routes.authorize`` checks it.
+
+Not here: access logs. WebSocket APIs write them through the account-wide
+API Gateway CloudWatch role (``AWS::ApiGateway::Account``), which one stack
+should not silently take over; pass ``access_log_settings`` to the stage once
+the account has that role, and never log ``$context`` fields that carry the
+query string (a token travels there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
+from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
+from constructs import Construct
+
+from eventlog import endpoints
+from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
+from infra.tables import table_from_spec
+from websocket_api.config import (
+    CONNECTIONS_TABLE_ENV,
+    DEFAULT_FANOUT_WORKERS,
+    FANOUT_WORKERS_ENV,
+    MANAGEMENT_ENDPOINT_ENV,
+)
+from websocket_api.connections import BY_CONNECTION, CONNECTIONS_TABLE
+from websocket_api.fanout import STREAM_FILTER_PATTERNS
+from websocket_api.frames import ACTIONS
+
+ROUTE_TIMEOUT_SECONDS = 29
+"""API Gateway's WebSocket integration timeout; a route handler has no use for longer."""
+
+SUBSCRIBE_TIMEOUT_SECONDS = 120
+"""A subscribe may post a long backlog one frame at a time. API Gateway stops waiting after
+29 s, but the function runs on, and the frames it posts still arrive."""
+
+FANOUT_TIMEOUT_SECONDS = 300
+"""A batch of ``fanout_batch_size`` events, each posted to every subscriber of its channel."""
+
+# What each function calls, by table. TransactWriteItems has no IAM action of its own: it is
+# authorised item by item as PutItem and UpdateItem.
+_LOG_READ = ("dynamodb:GetItem", "dynamodb:Query")
+_LOG_APPEND = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+_FORGET = ("dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+
+
+class WebSocketApi(Construct):
+    """The WebSocket API, its stage, route functions, connections table and fan-out.
+
+    :param events_table: the event log's table, with its stream of new images.
+    :param stage_name: the stage, the last segment of the URL. Default: ``ws``.
+    :param throttling_rate_limit: steady messages per second for the stage, connects
+        included. Default: 500 (the account's default new-connection rate).
+    :param throttling_burst_limit: burst for the stage. Default: 1,000.
+    :param connect_authorizer: an authorizer for ``$connect``. Default: none (open).
+    :param fanout_batch_size: stream records per fan-out invocation. Default: 100.
+        Smaller batches suit channels with many subscribers (each record is one
+        post per subscriber, and a batch must finish within the timeout).
+    :param fanout_retry_attempts: retries of a failing batch before its records go
+        to the failure queue. Default: 3.
+    :param fanout_workers: concurrent posts per fan-out invocation. Default:
+        ``websocket_api.config.DEFAULT_FANOUT_WORKERS``.
+    :param removal_policy: of the connections table, which only holds live state.
+        Default: DESTROY.
+    :param log_retention: of every function's logs. Default: one month.
+
+    Attributes: ``api``, ``stage``, ``url`` (``wss://...``), ``connections_table``,
+    ``route_functions`` (route key -> function), ``fanout_function``,
+    ``fanout_failures`` (the on-failure queue), ``fanout_source``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        stage_name: str = "ws",
+        throttling_rate_limit: int = 500,
+        throttling_burst_limit: int = 1_000,
+        connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
+        fanout_batch_size: int = 100,
+        fanout_retry_attempts: int = 3,
+        fanout_workers: int = DEFAULT_FANOUT_WORKERS,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._log_retention = log_retention
+        # One asset for every function: the same two packages, bundled once.
+        self._code = function_code(packages=("eventlog", "websocket_api"))
+
+        self.connections_table = table_from_spec(
+            self,
+            "Connections",
+            spec=CONNECTIONS_TABLE,
+            removal_policy=removal_policy,
+            point_in_time_recovery=False,  # live state only: nothing worth restoring
+        )
+        environment = {
+            "EVENTS_TABLE_NAME": events_table.table_name,
+            CONNECTIONS_TABLE_ENV: self.connections_table.table_name,
+        }
+
+        self.route_functions: dict[str, lambda_.Function] = {}
+        for route_key in ("$connect", "$disconnect", "$default", *ACTIONS):
+            name = route_key.lstrip("$")
+            self.route_functions[route_key] = self._function(
+                f"{name.capitalize()}Handler",  # never "Default": that id means the default child
+                handler=f"websocket_api.routes.{name}",
+                description=f"WebSocket route {route_key}",
+                timeout=SUBSCRIBE_TIMEOUT_SECONDS if name == "subscribe" else ROUTE_TIMEOUT_SECONDS,
+                memory_size=256,
+                environment=environment,
+            )
+
+        def integration(route_key: str) -> WebSocketLambdaIntegration:
+            name = route_key.lstrip("$").capitalize()
+            return WebSocketLambdaIntegration(f"{name}Integration", self.route_functions[route_key])
+
+        self.api = apigwv2.WebSocketApi(
+            self,
+            "Api",
+            api_name=f"{Stack.of(self).stack_name}-websocket",
+            description="WebSocket transport of the event log",
+            route_selection_expression="$request.body.action",
+            connect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=integration("$connect"), authorizer=connect_authorizer
+            ),
+            disconnect_route_options=apigwv2.WebSocketRouteOptions(
+                integration=integration("$disconnect")
+            ),
+            default_route_options=apigwv2.WebSocketRouteOptions(
+                integration=integration("$default")
+            ),
+        )
+        for action in ACTIONS:
+            self.api.add_route(action, integration=integration(action))
+
+        self.stage = apigwv2.WebSocketStage(
+            self,
+            "Stage",
+            web_socket_api=self.api,
+            stage_name=stage_name,
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=throttling_rate_limit, burst_limit=throttling_burst_limit
+            ),
+        )
+        self.url: str = self.stage.url
+
+        self.fanout_function = self._function(
+            "Fanout",
+            handler="websocket_api.fanout.handler",
+            description="WebSocket fan-out: events table stream -> subscribers",
+            timeout=FANOUT_TIMEOUT_SECONDS,
+            # Memory buys CPU, and concurrent posts are CPU-bound in botocore: 1,769 MB is one
+            # full vCPU (bench/websocket_fanout.py shows where more threads stop helping).
+            memory_size=1769,
+            environment={
+                CONNECTIONS_TABLE_ENV: self.connections_table.table_name,
+                MANAGEMENT_ENDPOINT_ENV: self.stage.callback_url,
+                FANOUT_WORKERS_ENV: str(fanout_workers),
+            },
+        )
+        self.fanout_failures = sqs.Queue(
+            self,
+            "FanoutFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.fanout_source = DynamoEventSource(
+            events_table,
+            starting_position=lambda_.StartingPosition.LATEST,
+            batch_size=fanout_batch_size,
+            max_batching_window=Duration.seconds(0),  # latency first: invoke as records come
+            retry_attempts=fanout_retry_attempts,
+            bisect_batch_on_error=True,
+            report_batch_item_failures=True,
+            max_record_age=Duration.seconds(WEBSOCKET_MAX_CONNECTION_SECONDS),
+            on_failure=SqsDlq(self.fanout_failures),
+            filters=[lambda_.FilterCriteria.filter(pattern) for pattern in STREAM_FILTER_PATTERNS],
+        )
+        self.fanout_function.add_event_source(self.fanout_source)
+
+        self._grant(events_table, stage_name)
+
+    def _function(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        timeout: int,
+        memory_size: int,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        # Created here rather than left to Lambda, so it has a retention and goes with the stack.
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=self._log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        return lambda_.Function(
+            self,
+            construct_id,
+            description=description,
+            runtime=LAMBDA_RUNTIME,
+            architecture=LAMBDA_ARCHITECTURE,
+            code=self._code,
+            handler=handler,
+            memory_size=memory_size,
+            timeout=Duration.seconds(timeout),
+            log_group=log_group,
+            environment=environment,
+        )
+
+    def _grant(self, events_table: dynamodb.ITable, stage_name: str) -> None:
+        table = self.connections_table
+        by_connection = f"{table.table_arn}/index/{BY_CONNECTION}"
+        functions = self.route_functions
+
+        def allow(function: lambda_.IFunction, actions: tuple[str, ...], *resources: str) -> None:
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=list(actions), resources=list(resources))
+            )
+
+        allow(functions["$connect"], ("dynamodb:PutItem",), table.table_arn)
+        for forgets in (functions["$disconnect"], self.fanout_function):
+            allow(forgets, ("dynamodb:Query",), by_connection)
+            allow(forgets, _FORGET, table.table_arn)
+        allow(functions["subscribe"], ("dynamodb:PutItem",), table.table_arn)
+        allow(functions["unsubscribe"], ("dynamodb:DeleteItem",), table.table_arn)
+        allow(self.fanout_function, ("dynamodb:Query",), table.table_arn)
+        events_table.grant(functions["subscribe"], *_LOG_READ)
+        events_table.grant(functions["publish"], *_LOG_APPEND)
+
+        # Posting to this API's connections on this stage, and nothing else it could manage.
+        connections = Stack.of(self).format_arn(
+            service="execute-api",
+            resource=self.api.api_id,
+            resource_name=f"{stage_name}/POST/@connections/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        posters = [f for key, f in functions.items() if key not in ("$connect", "$disconnect")]
+        for function in (*posters, self.fanout_function):
+            allow(function, ("execute-api:ManageConnections",), connections)
+
+
+class WebSocketStack(Stack):
+    """The WebSocket transport on the event log's table; outputs ``WebSocketUrl``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        events_table: dynamodb.ITable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.websocket_api = WebSocketApi(self, "WebSocketApi", events_table=events_table)
+        # At the stack's top level, so the output key is exactly the contract's name.
+        CfnOutput(self, endpoints.WEBSOCKET_URL, value=self.websocket_api.url)
+        CfnOutput(
+            self,
+            endpoints.CONNECTIONS_TABLE_NAME,
+            value=self.websocket_api.connections_table.table_name,
+        )

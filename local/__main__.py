@@ -1,0 +1,74 @@
+"""``python -m local``: run the whole project on 127.0.0.1 (what ``make dev`` does)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from eventlog import endpoints
+from local.stack import LocalConfig, Ports, configure_logging, serve_until_stopped
+from local.websocket_gateway import PortInUse
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(f"LOCAL_{name.upper()}_PORT")
+    return int(raw) if raw else default
+
+
+def parse_args(argv: list[str] | None = None) -> LocalConfig:
+    defaults = Ports()
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description="Run the polling API, the WebSocket API, the SSE service, the fan-out and "
+        "the demo page on 127.0.0.1, over a local DynamoDB.",
+    )
+    for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb"):
+        parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=_port(name, getattr(defaults, name)),
+            metavar="PORT",
+            help=f"(default {getattr(defaults, name)}, or LOCAL_{name.upper()}_PORT; 0 = any free)",
+        )
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=endpoints.LOCAL_OUTPUTS_FILE,
+        help="where to write the endpoints file (default %(default)s)",
+    )
+    parser.add_argument(
+        "--dynamodb-endpoint",
+        default=os.environ.get("LOCAL_DYNAMODB_ENDPOINT"),
+        help="use this DynamoDB instead of starting moto (tables are created if missing)",
+    )
+    args = parser.parse_args(argv)
+    return LocalConfig(
+        ports=Ports(
+            demo=args.demo_port,
+            polling=args.polling_port,
+            sse=args.sse_port,
+            websocket=args.websocket_port,
+            management=args.management_port,
+            dynamodb=args.dynamodb_port,
+        ),
+        outputs_file=args.outputs,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    configure_logging()
+    try:
+        asyncio.run(serve_until_stopped(config))
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Two patches that make moto behave like DynamoDB where this project depends on it.
+
+1. *Atomic requests.* DynamoDB executes each request atomically; moto does not
+   (two threads can interleave inside one ``TransactWriteItems``, and a read can
+   see an item half written). Serializing moto's request dispatch restores
+   one-request-at-a-time. Concurrent clients still race *between* their
+   requests, which is where the real races are.
+2. *Cheap transaction rollback.* moto deep-copies every table a transaction
+   touches before applying it, so each publish costs time proportional to the
+   whole table, and a local stack slows down as its history grows. The snapshot
+   below copies each item's attribute dict instead; attribute values are shared,
+   which is exact for what this project's transactions do (put new items, SET
+   attributes of existing ones: both replace values, neither mutates one).
+
+Both are used by the local stack and by the tests; neither touches the code
+under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy as stdlib_copy
+import threading
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def atomic_requests() -> Iterator[None]:
+    """Serialize moto's in-process (botocore) and server (werkzeug) request dispatch."""
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    def serialized(dispatch: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _lock:
+                return dispatch(self, *args, **kwargs)
+
+        return call
+
+    with (
+        mock.patch.object(BotocoreStubber, "__call__", serialized(BotocoreStubber.__call__)),
+        mock.patch.object(
+            DomainDispatcherApplication,
+            "__call__",
+            serialized(DomainDispatcherApplication.__call__),
+        ),
+    ):
+        yield
+
+
+def _snapshot_item(item: Any) -> Any:
+    # Plain dict operations: copy.copy would re-validate every attribute's size.
+    clone = object.__new__(type(item))
+    clone.__dict__.update(item.__dict__)
+    attrs_type: Any = type(item.attrs)
+    clone.attrs = attrs_type.__new__(attrs_type)
+    dict.update(clone.attrs, item.attrs)
+    return clone
+
+
+@contextlib.contextmanager
+def cheap_transaction_rollback() -> Iterator[None]:
+    """Make moto's pre-transaction snapshot O(items) shallow copies instead of a deep copy."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if not isinstance(value, Table):
+            return stdlib_copy.deepcopy(value, memo)
+        clone = stdlib_copy.copy(value)
+        clone.items = type(value.items)(value.items.default_factory)
+        for hash_key, partition in value.items.items():
+            clone.items[hash_key] = {
+                range_key: _snapshot_item(item) for range_key, item in partition.items()
+            }
+        return clone
+
+    with mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+        yield

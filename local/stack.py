@@ -1,0 +1,329 @@
+"""The local stack: every transport on 127.0.0.1, running the code that is deployed.
+
+| AWS                                   | here                                           |
+|---------------------------------------|------------------------------------------------|
+| DynamoDB + Streams                    | a moto server (or any endpoint you configure)  |
+| HTTP API -> polling Lambda            | the same FastAPI app under uvicorn             |
+| WebSocket API -> route Lambdas        | ``local.websocket_gateway`` -> the same handlers |
+| stream -> event source mapping -> fan-out | ``local.stream_mapping`` -> the same handler |
+| ALB -> Fargate SSE service            | the same FastAPI app under uvicorn             |
+| the demo page                         | the same static files                          |
+
+Everything runs in one process and one event loop (the synchronous handlers in
+threads, as Lambda would run them in parallel environments), so Ctrl-C stops it
+all and leaves nothing behind. The endpoints file is written once every server
+answers, and removed on exit, so a script can wait for it to appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from eventlog import endpoints, schema
+from eventlog.config import Settings
+from local.websocket_gateway import PortInUse
+
+logger = logging.getLogger("local")
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ports:
+    """Where each server listens; 0 picks a free port (the tests do)."""
+
+    demo: int = 8000
+    polling: int = 8001
+    sse: int = 8002
+    websocket: int = 8003
+    management: int = 8004
+    dynamodb: int = 8005
+
+    @classmethod
+    def ephemeral(cls) -> Ports:
+        return cls(demo=0, polling=0, sse=0, websocket=0, management=0, dynamodb=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalConfig:
+    ports: Ports = field(default_factory=Ports)
+    outputs_file: Path = endpoints.LOCAL_OUTPUTS_FILE
+    dynamodb_endpoint: str | None = None
+    """An existing DynamoDB endpoint (a real region's, or another emulator); None starts moto."""
+    events_table: str = "events"
+    connections_table: str = "connections"
+    stream_poll_interval: float = 0.05
+
+
+def bind(name: str, port: int) -> socket.socket:
+    """Bind a listening socket now, so a port in use is one clear error before anything starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} ({name}) is in use on {HOST}: stop what holds it, "
+                f"or choose another with --{name}-port"
+            ) from None
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling: the stack owns Ctrl-C for every server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def _configure_environment(config: LocalConfig, dynamodb_endpoint: str) -> None:
+    """Point every boto3 client in this process at the local services, by configuration only."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": dynamodb_endpoint,
+            # botocore sends stream calls to an account-based host moto does not serve.
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+            "EVENTS_TABLE_NAME": config.events_table,
+            "CONNECTIONS_TABLE_NAME": config.connections_table,
+        }
+    )
+
+
+def _ensure_tables(config: LocalConfig) -> str:
+    """Create the tables from their shared specs if missing; return the events stream ARN."""
+    import boto3
+
+    from websocket_api.connections import CONNECTIONS_TABLE
+
+    client = boto3.client("dynamodb")
+    existing = set(client.list_tables()["TableNames"])
+    for spec, name in (
+        (schema.EVENTS_TABLE, config.events_table),
+        (CONNECTIONS_TABLE, config.connections_table),
+    ):
+        if name not in existing:
+            schema.create_table(client, spec, name)
+    arn = client.describe_table(TableName=config.events_table)["Table"].get("LatestStreamArn")
+    if not arn:
+        raise RuntimeError(f"table {config.events_table} has no stream: the fan-out needs one")
+    return str(arn)
+
+
+async def _wait_until_answering(url: str, *, within: float = 20.0) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    try:
+                        await client.get(url)
+                        return
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise RuntimeError(f"{url} did not answer within {within:.0f} s") from None
+
+
+def _demo_app(outputs: dict[str, dict[str, str]]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    async def config(_: Any) -> JSONResponse:
+        # The page reads the same endpoints file the CLI and the tests read.
+        return JSONResponse(outputs, headers={"Cache-Control": "no-store"})
+
+    return Starlette(
+        routes=[
+            Route("/outputs.json", config),
+            Mount("/", StaticFiles(directory=DEMO_DIR, html=True)),
+        ]
+    )
+
+
+@dataclass
+class RunningStack:
+    """What ``start`` brought up; ``outputs`` is the endpoints file's content."""
+
+    outputs: dict[str, dict[str, str]]
+    stop_callbacks: list[Any] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
+    """Start every server, write the endpoints file, and stop everything on exit."""
+    from local.stream_mapping import LocalStreamMapping
+    from local.websocket_gateway import LocalWebSocketApi
+
+    config.outputs_file.unlink(missing_ok=True)  # never leave a stale file for a waiter
+    ports = config.ports
+    sockets = {
+        "polling": bind("polling", ports.polling),
+        "sse": bind("sse", ports.sse),
+        "demo": bind("demo", ports.demo),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        for sock in sockets.values():
+            stack.callback(sock.close)
+
+        moto_server: Any = None
+        if config.dynamodb_endpoint:
+            dynamodb_endpoint = config.dynamodb_endpoint
+        else:
+            from moto.server import ThreadedMotoServer
+
+            from local.moto_fidelity import atomic_requests, cheap_transaction_rollback
+
+            stack.enter_context(atomic_requests())
+            stack.enter_context(cheap_transaction_rollback())
+            bind("dynamodb", ports.dynamodb).close()  # fail early and clearly
+            moto_server = ThreadedMotoServer(ip_address=HOST, port=ports.dynamodb, verbose=False)
+            moto_server.start()
+            stack.callback(moto_server.stop)
+            host, port = moto_server.get_host_and_port()
+            dynamodb_endpoint = f"http://{host}:{port}"
+        _configure_environment(config, dynamodb_endpoint)
+        stream_arn = await asyncio.to_thread(_ensure_tables, config)
+
+        import boto3
+
+        from polling.app import create_app as create_polling_app
+        from sse_service.app import create_app as create_sse_app
+        from websocket_api import fanout
+        from websocket_api.routes import ROUTES
+
+        gateway = LocalWebSocketApi(
+            routes=ROUTES, host=HOST, port=ports.websocket, management_port=ports.management
+        )
+        await gateway.start()
+        stack.push_async_callback(gateway.stop)
+        os.environ["WEBSOCKET_MANAGEMENT_ENDPOINT"] = gateway.management_endpoint
+
+        mapping = LocalStreamMapping(
+            streams_client=boto3.client("dynamodbstreams"),
+            stream_arn=stream_arn,
+            handler=fanout.handler,
+            filter_patterns=fanout.STREAM_FILTER_PATTERNS,
+            region=os.environ["AWS_REGION"],
+            poll_interval=config.stream_poll_interval,
+        )
+        await asyncio.to_thread(mapping.start)
+        stack.callback(mapping.stop)
+
+        base = {name: f"http://{HOST}:{_port_of(sock)}" for name, sock in sockets.items()}
+        outputs = {
+            endpoints.EVENT_LOG_STACK: {
+                endpoints.EVENTS_TABLE_NAME: config.events_table,
+                endpoints.LOCAL_DYNAMODB_ENDPOINT: dynamodb_endpoint,
+            },
+            endpoints.POLLING_STACK: {endpoints.POLLING_API_URL: base["polling"]},
+            endpoints.WEBSOCKET_STACK: {
+                endpoints.WEBSOCKET_URL: gateway.url,
+                endpoints.CONNECTIONS_TABLE_NAME: config.connections_table,
+            },
+            endpoints.SSE_STACK: {endpoints.SSE_URL: base["sse"]},
+            endpoints.DEMO_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
+        }
+        apps = {
+            "polling": create_polling_app(),
+            "sse": create_sse_app(),
+            "demo": _demo_app(outputs),
+        }
+        servers = []
+        for name, app in apps.items():
+            server = _EmbeddedServer(
+                uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+            )
+            servers.append(server)
+            task = asyncio.create_task(server.serve(sockets=[sockets[name]]), name=name)
+            stack.push_async_callback(_stop_server, server, task)
+
+        await asyncio.gather(
+            _wait_until_answering(base["polling"] + "/healthz"),
+            _wait_until_answering(base["sse"] + "/healthz"),
+            _wait_until_answering(base["demo"] + "/outputs.json"),
+        )
+        config.outputs_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = config.outputs_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(outputs, indent=2) + "\n")
+        partial.replace(config.outputs_file)  # atomic: a waiter never reads half a file
+        stack.callback(config.outputs_file.unlink, missing_ok=True)
+        yield RunningStack(outputs=outputs)
+
+
+async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    # Open SSE streams would hold a graceful shutdown forever; give them a moment.
+    server.force_exit = True
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def serve_until_stopped(config: LocalConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config) as stack:
+        print_banner(stack.outputs, config)
+        await stop.wait()
+        print("\nstopping...", flush=True)
+
+
+def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> None:
+    found = endpoints.Endpoints.from_outputs(outputs)
+    lines = [
+        "",
+        "Local stack is up (Ctrl-C stops everything):",
+        f"  demo page      {found.demo_url}",
+        f"  polling API    {found.polling_api_url}",
+        f"  SSE            {found.sse_url}",
+        f"  WebSocket API  {found.websocket_url}",
+        f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
+        f"  endpoints file {config.outputs_file}",
+        "",
+        "Try: .venv/bin/python -m client subscribe news --transport sse",
+        '     .venv/bin/python -m client publish news \'{"hello": "world"}\'',
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The moto server logs every request; the stream poller alone makes several a second.
+    for noisy in ("werkzeug", "httpx", "botocore", "websockets.server"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Settings are validated at start, so a bad value fails before a server binds.
+    Settings.from_env()

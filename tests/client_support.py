@@ -1,0 +1,65 @@
+"""Helpers for the reference client's tests: real servers on 127.0.0.1, and waiting without
+timing anything (every wait has a generous deadline only so a broken test fails, not hangs)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from fastapi import FastAPI
+
+from client.base import Subscription
+from eventlog.events import Event
+from tests.sse_support import LiveServer
+
+DEADLINE_SECONDS = 15.0
+
+RETENTION_SECONDS = 3600
+"""Retention of the test logs; a test ages its events past it with ``Clock.advance``."""
+
+
+class Clock:
+    """A clock for the event log that a test moves forward, to expire history."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@contextmanager
+def live(app: FastAPI) -> Iterator[LiveServer]:
+    """uvicorn serving ``app`` in a thread; an SSE app's streams are drained at the end."""
+    server = LiveServer(app)
+    server.__enter__()
+    try:
+        yield server
+    finally:
+        server.stop(drain=hasattr(app.state, "hub"))
+
+
+async def eventually(condition: Callable[[], bool], *, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def take(subscription: Subscription, count: int) -> list[Event]:
+    """The next ``count`` events of the subscription."""
+    events: list[Event] = []
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        while len(events) < count:
+            events.append(await anext(subscription))
+    return events
+
+
+def seqs(events: list[Event]) -> list[int]:
+    return [event.seq for event in events]

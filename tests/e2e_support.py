@@ -1,0 +1,121 @@
+"""The local stack for end-to-end tests: ``python -m local`` as a subprocess.
+
+A subprocess, not the stack inside the test process, for two reasons: it is exactly
+what ``make dev`` runs (same entry point, same environment handling, same Ctrl-C
+path), and the stack points every boto3 client of its process at its own DynamoDB,
+which must not leak into the tests that use in-process moto.
+
+Every port is 0 (any free one), so tests run beside a developer's ``make dev``; the
+stack writes the endpoints file once every server answers, and the fixture waits for
+that file. A test module uses it with ``pytest_plugins = ("tests.e2e_support",)`` (and
+imports nothing from here at module level: pytest must be the first to import a plugin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from eventlog.endpoints import Endpoints
+
+ROOT = Path(__file__).resolve().parent.parent
+
+START_TIMEOUT_SECONDS = 60.0
+"""How long the stack may take to write its endpoints file (moto and five servers start)."""
+
+STOP_TIMEOUT_SECONDS = 10.0
+"""How long the stack may take to stop after Ctrl-C before it is killed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalStack:
+    """A running local stack: its endpoints file, parsed both ways."""
+
+    outputs_file: Path
+    outputs: dict[str, dict[str, str]]
+    endpoints: Endpoints
+
+
+def _tail(path: Path, *, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no output)"
+    return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a developer stops ``make dev``; killed if it does not stop in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole project on 127.0.0.1, started once per test session."""
+    folder = tmp_path_factory.mktemp("local-stack")
+    outputs_file = folder / "outputs.json"
+    log_file = folder / "stack.log"
+    ports = [
+        f"--{name}-port=0"
+        for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb")
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the stack.
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local",
+                *ports,
+                "--outputs",
+                str(outputs_file),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not outputs_file.exists():
+            if process.poll() is not None:
+                pytest.fail(
+                    f"`python -m local` exited with code {process.returncode} before writing "
+                    f"{outputs_file}; its output:\n{_tail(log_file)}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"`python -m local` wrote no endpoints file within "
+                    f"{START_TIMEOUT_SECONDS:.0f} s; its output:\n{_tail(log_file)}"
+                )
+            time.sleep(0.1)
+        # The stack writes the file atomically (rename), so it is complete once it exists.
+        outputs = json.loads(outputs_file.read_text())
+        yield LocalStack(
+            outputs_file=outputs_file,
+            outputs=outputs,
+            endpoints=Endpoints.from_outputs(outputs),
+        )
+    finally:
+        _stop(process)

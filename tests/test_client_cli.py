@@ -1,0 +1,198 @@
+"""``python -m client``: argument parsing, exit statuses and messages, and a run against the
+real polling app (uvicorn on 127.0.0.1, its log on in-process moto)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
+from eventlog.config import Settings
+from eventlog.endpoints import LOCAL_OUTPUTS_FILE, POLLING_API_URL, POLLING_STACK, SSE_STACK
+from eventlog.log import EventLog
+from polling.app import create_app
+from tests.client_support import RETENTION_SECONDS, Clock, live
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def outputs_file(tmp_path: Path, outputs: dict[str, dict[str, str]]) -> str:
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    return str(path)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def test_publish_arguments() -> None:
+    args = build_parser().parse_args(["publish", "news", '{"n": 1}'])
+    assert (args.command, args.channel, args.data) == ("publish", "news", {"n": 1})
+    assert (args.transport, args.endpoints, args.token) == ("polling", LOCAL_OUTPUTS_FILE, None)
+
+
+def test_subscribe_arguments_and_defaults() -> None:
+    args = build_parser().parse_args(["subscribe", "news", "--transport", "sse"])
+    assert (args.transport, args.after, args.count, args.wait) == ("sse", None, None, 20)
+    args = build_parser().parse_args(
+        ["subscribe", "news", "--transport", "websocket", "--after", "0", "--count", "3"]
+    )
+    assert (args.transport, args.after, args.count) == ("websocket", 0, 3)
+
+
+def test_common_options_go_before_or_after_the_command() -> None:
+    parser = build_parser()
+    before = parser.parse_args(["--endpoints", "a.json", "--token", "t", "publish", "c", "1"])
+    after = parser.parse_args(["publish", "c", "1", "--endpoints", "a.json", "--token", "t"])
+    for args in (before, after):
+        assert (args.endpoints, args.token) == (Path("a.json"), "t")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["publish", "bad channel", "1"], "channel must be 1-64 characters"),
+        (["publish", "news", "{not json"], "not JSON"),
+        (["publish", "news", "hello"], "quote strings"),
+        (["subscribe", "news", "--after", "-1"], "non-negative integer"),
+        (["subscribe", "news", "--count", "0"], "positive whole number"),
+        (["subscribe", "news", "--wait", "30"], "0 to 25"),
+        (["subscribe", "news", "--transport", "carrier-pigeon"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_input_exits_2_with_the_reason(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(*argv)
+    assert status == EXIT_USAGE
+    assert out == ""
+    assert message in capsys.readouterr().err  # argparse writes to the real stderr
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+def test_a_missing_endpoints_file_exits_2_and_says_how_to_get_one(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.json"
+    status, out, err = run("--endpoints", str(missing), "publish", "news", "1")
+    assert status == EXIT_USAGE
+    assert out == ""
+    assert str(missing) in err
+    assert "make dev" in err
+
+
+def test_an_unreadable_endpoints_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_text("{not json")
+    status, _, err = run("publish", "news", "1", "--endpoints", str(path))
+    assert status == EXIT_USAGE
+    assert "cannot read the endpoints file" in err
+
+
+def test_an_endpoints_file_without_the_transport_exits_2(tmp_path: Path) -> None:
+    path = outputs_file(tmp_path, {POLLING_STACK: {POLLING_API_URL: "http://127.0.0.1:9"}})
+    status, _, err = run("subscribe", "news", "--transport", "sse", "--endpoints", path)
+    assert status == EXIT_USAGE
+    assert "no SseUrl" in err
+
+
+def test_an_unreachable_service_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = outputs_file(tmp_path, {POLLING_STACK: {POLLING_API_URL: f"http://127.0.0.1:{port}"}})
+    status, out, err = run("publish", "news", "1", "--endpoints", path)
+    assert status == EXIT_FAILED
+    assert out == ""
+    assert "unreachable" in err
+
+
+def test_python_dash_m_client_runs_from_the_repository_root(tmp_path: Path) -> None:
+    """Without PYTHONPATH: the package finds the event log's modules itself."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client",
+            "--endpoints",
+            str(tmp_path / "x.json"),
+            "publish",
+            "c",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "no endpoints file" in result.stderr
+
+
+# --- against the polling app ----------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
+    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
+    return EventLog(settings=settings, client=dynamodb, clock=clock)
+
+
+@pytest.fixture
+def endpoints_file(event_log: EventLog, tmp_path: Path) -> Iterator[str]:
+    with live(create_app(log=event_log)) as server:
+        # An output may sit in any stack: the file is found by output key.
+        yield outputs_file(
+            tmp_path, {SSE_STACK: {}, POLLING_STACK: {POLLING_API_URL: server.url("")}}
+        )
+
+
+def test_publish_prints_the_event(endpoints_file: str) -> None:
+    status, out, err = run("publish", "news", '{"n": 1}', "--endpoints", endpoints_file)
+    assert (status, err) == (0, "")
+    event = json.loads(out)
+    assert (event["channel"], event["seq"], event["data"]) == ("news", 1, {"n": 1})
+    assert out.endswith("\n")
+
+
+def test_subscribe_prints_one_event_per_line_and_reports_a_reset(
+    endpoints_file: str, event_log: EventLog, clock: Clock
+) -> None:
+    event_log.publish("news", "expired")
+    clock.advance(RETENTION_SECONDS + 1)
+    retained = [event_log.publish("news", n) for n in range(2)]
+    status, out, err = run(
+        "subscribe", "news", "--after", "0", "--count", "2", "--endpoints", endpoints_file
+    )
+    assert status == 0
+    assert out.splitlines() == [event.encode() for event in retained]
+    assert err == "reset: events 1-1 are no longer retained; continuing\n"
+
+
+def test_a_refusal_exits_1_with_the_problem(endpoints_file: str) -> None:
+    status, out, err = run(
+        "publish", "news", json.dumps("x" * 40_000), "--endpoints", endpoints_file
+    )
+    assert status == EXIT_FAILED
+    assert out == ""
+    assert "413 event_too_large" in err

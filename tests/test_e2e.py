@@ -1,0 +1,221 @@
+"""End to end: real clients against the running local stack (``python -m local``).
+
+The tests find the stack through its endpoints file only, so the same tests run
+against a deployed stack: ``E2E_OUTPUTS_FILE=.local/deployed-outputs.json``. The
+one test that looks behind the transports (the stale-connection cleanup) needs
+the tables' DynamoDB endpoint, which only the local stack writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import websockets
+
+from client import ClientError, open_transport
+from client.base import Subscription
+from client.transports import TransportName
+from eventlog import endpoints
+from eventlog.endpoints import Endpoints
+from eventlog.events import Event
+
+if TYPE_CHECKING:
+    from tests.e2e_support import LocalStack
+
+pytestmark = pytest.mark.anyio
+
+TRANSPORTS: tuple[TransportName, ...] = ("polling", "sse", "websocket")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def deployed_outputs() -> Path | None:
+    path = os.environ.get("E2E_OUTPUTS_FILE")
+    return Path(path) if path else None
+
+
+@pytest.fixture(scope="session")
+def outputs(request: pytest.FixtureRequest, deployed_outputs: Path | None) -> dict[str, Any]:
+    if deployed_outputs:
+        loaded: dict[str, Any] = json.loads(deployed_outputs.read_text())
+        return loaded
+    stack: LocalStack = request.getfixturevalue("local_stack")
+    return stack.outputs
+
+
+@pytest.fixture(scope="session")
+def found(outputs: dict[str, Any]) -> Endpoints:
+    return Endpoints.from_outputs(outputs)
+
+
+@pytest.fixture
+def channel() -> str:
+    """A fresh channel per test, so tests never see each other's events."""
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+async def take(subscription: Subscription, count: int, *, within: float = 20.0) -> list[Event]:
+    events: list[Event] = []
+    async with asyncio.timeout(within):
+        while len(events) < count:
+            events.append(await anext(subscription))
+    return events
+
+
+async def test_one_event_published_once_arrives_on_every_transport(
+    found: Endpoints, channel: str
+) -> None:
+    async with (
+        open_transport("polling", found) as polling,
+        open_transport("sse", found) as sse,
+        open_transport("websocket", found) as websocket,
+    ):
+        subscriptions = [
+            await transport.subscribe(channel) for transport in (polling, sse, websocket)
+        ]
+        published = await polling.publish(channel, {"hello": "everyone"})
+        received = await asyncio.gather(*(take(s, 1) for s in subscriptions))
+        for events in received:
+            assert events == [published]
+        for subscription in subscriptions:
+            await subscription.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_forced_disconnect_loses_and_repeats_nothing(
+    found: Endpoints, channel: str, transport: TransportName
+) -> None:
+    total = 30
+    async with (
+        open_transport(transport, found) as subscriber,
+        open_transport("polling", found) as publisher,
+    ):
+        subscription = await subscriber.subscribe(channel, after=0)
+
+        async def publish_steadily() -> list[Event]:
+            sent = []
+            for n in range(total):
+                sent.append(await publisher.publish(channel, {"n": n}))
+                await asyncio.sleep(0.02)
+            return sent
+
+        async def drop_twice() -> None:
+            for _ in range(2):
+                await asyncio.sleep(0.2)
+                connections = subscription.stats.connections
+                await subscription.drop_connection()
+                async with asyncio.timeout(20):  # back before the next drop
+                    while subscription.stats.connections == connections:  # noqa: ASYNC110 - a counter the client owns
+                        await asyncio.sleep(0.02)
+
+        publishing = asyncio.create_task(publish_steadily())
+        await drop_twice()
+        received = await take(subscription, total, within=60)
+        sent = await publishing
+        assert [e.seq for e in received] == list(range(1, total + 1))
+        assert received == sent
+        assert subscription.stats.reconnects >= 2
+        await subscription.close()
+
+
+async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
+    outputs: dict[str, Any], found: Endpoints, channel: str
+) -> None:
+    log_outputs = outputs.get(endpoints.EVENT_LOG_STACK, {})
+    if endpoints.LOCAL_DYNAMODB_ENDPOINT not in log_outputs:
+        pytest.skip("needs the tables' endpoint, which only the local stack writes")
+    import boto3
+
+    from websocket_api.connections import Connections
+
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=log_outputs[endpoints.LOCAL_DYNAMODB_ENDPOINT],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    table = outputs[endpoints.WEBSOCKET_STACK][endpoints.CONNECTIONS_TABLE_NAME]
+    connections = Connections(table_name=table, client=client)
+    # A connection whose $disconnect never came: its records remain, the socket is gone.
+    ghost = "GhostConnId0="
+    now_ms = int(time.time() * 1000)
+    connections.connect(ghost, connected_at_ms=now_ms)
+    connections.subscribe(ghost, channel, connected_at_ms=now_ms)
+
+    async with open_transport("websocket", found) as live:
+        subscription = await live.subscribe(channel)
+        published = await live.publish(channel, "after the ghost left")
+        assert await take(subscription, 1) == [published]
+        await subscription.close()
+
+    # The fan-out posted to the ghost, got 410 Gone and deleted its records.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        remaining = [c for page in connections.subscribers(channel) for c in page]
+        if ghost not in remaining:
+            break
+        await asyncio.sleep(0.1)
+    assert ghost not in [c for page in connections.subscribers(channel) for c in page]
+
+
+async def test_bad_input_gets_a_problem_on_polling(found: Endpoints) -> None:
+    assert found.polling_api_url
+    async with httpx.AsyncClient(base_url=found.polling_api_url, timeout=10) as http:
+        response = await http.post("/channels/no%20spaces/events", json={"data": 1})
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == "invalid_channel"
+
+        response = await http.get("/channels/news/events", params={"after": "-1"})
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_cursor"
+
+
+async def test_bad_input_gets_a_problem_on_sse(found: Endpoints) -> None:
+    assert found.sse_url
+    async with httpx.AsyncClient(base_url=found.sse_url, timeout=10) as http:
+        response = await http.get("/channels/news/stream", headers={"Last-Event-ID": "soon"})
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["code"] == "invalid_cursor"
+
+
+async def test_bad_input_gets_an_error_frame_on_websocket(found: Endpoints) -> None:
+    assert found.websocket_url
+    async with websockets.connect(found.websocket_url) as socket:
+        await socket.send("not json")
+        frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert (frame["type"], frame["code"]) == ("error", "bad_json")
+        await socket.send(json.dumps({"action": "subscribe", "channel": "bad channel"}))
+        frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert (frame["type"], frame["code"]) == ("error", "invalid_channel")
+        # the connection stays open after errors
+        await socket.send(json.dumps({"action": "ping"}))
+        assert json.loads(await asyncio.wait_for(socket.recv(), 10)) == {"type": "pong"}
+
+
+async def test_the_client_refuses_bad_input_before_sending(found: Endpoints) -> None:
+    async with open_transport("polling", found) as polling:
+        with pytest.raises(ClientError) as refused:
+            await polling.publish("bad channel", 1)
+        assert refused.value.code == "invalid_channel"
+
+
+def test_the_endpoints_file_has_every_contract_key(found: Endpoints) -> None:
+    assert found.polling_api_url
+    assert found.sse_url
+    assert found.websocket_url
+    assert found.websocket_url.startswith(("ws://", "wss://"))

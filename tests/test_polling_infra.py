@@ -1,0 +1,192 @@
+"""The polling stack's CloudFormation: routes, limits, grants, logs and its output."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk.assertions import Match, Template
+
+from eventlog import endpoints
+from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.events_table import EventLogStack
+from infra.polling_api import PollingApi, PollingStack
+from polling.config import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, ROUTES
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, Template]:
+    """Every stack of the module's one App, built before the first synth."""
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    # The same wiring as app.py: the table comes from the event log's stack.
+    event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
+    stack = PollingStack(app, endpoints.POLLING_STACK, events_table=event_log.table)
+    # And the construct alone, with every option changed from its default.
+    custom = cdk.Stack(app, "CustomPolling")
+    table = dynamodb.Table(
+        custom,
+        "Table",
+        partition_key=dynamodb.Attribute(name="channel", type=dynamodb.AttributeType.STRING),
+    )
+    PollingApi(
+        custom,
+        "Api",
+        events_table=table,
+        cors_allow_origins=["https://demo.example"],
+        throttling_rate_limit=7,
+        throttling_burst_limit=9,
+        memory_size=512,
+    )
+    return {"default": Template.from_stack(stack), "custom": Template.from_stack(custom)}
+
+
+@pytest.fixture(scope="module")
+def template(templates: dict[str, Template]) -> Template:
+    return templates["default"]
+
+
+@pytest.fixture(scope="module")
+def custom_template(templates: dict[str, Template]) -> Template:
+    return templates["custom"]
+
+
+def only(template: Template, resource_type: str) -> dict[str, Any]:
+    resources = template.find_resources(resource_type)
+    assert len(resources) == 1, resources
+    (resource,) = resources.values()
+    return dict(resource)
+
+
+def test_the_api_routes_exactly_the_apps_routes_to_one_integration(template: Template) -> None:
+    routes = template.find_resources("AWS::ApiGatewayV2::Route").values()
+
+    assert {route["Properties"]["RouteKey"] for route in routes} == {
+        f"{method} {path}" for method, path in ROUTES
+    }
+    assert all(route["Properties"]["AuthorizationType"] == "NONE" for route in routes)
+    assert len({json.dumps(route["Properties"]["Target"]) for route in routes}) == 1
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration",
+        {"IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0"},
+    )
+    template.resource_count_is("AWS::Lambda::Permission", len(ROUTES))
+
+
+def test_the_function_outlasts_the_longest_wait_but_not_the_api(template: Template) -> None:
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+
+    assert MAX_LONG_POLL_SECONDS < function["Timeout"] < HTTP_API_TIMEOUT_SECONDS
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "polling.handler.handler"
+    assert function["MemorySize"] == 256
+    assert "EVENTS_TABLE_NAME" in function["Environment"]["Variables"]
+    assert function["Environment"]["Variables"]["CORS_ALLOW_ORIGINS"] == "*"
+
+
+def test_the_stage_is_throttled(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AutoDeploy": True,
+            "DefaultRouteSettings": {"ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200},
+        },
+    )
+
+
+def test_access_logs_are_json_without_query_strings(template: Template) -> None:
+    settings = only(template, "AWS::ApiGatewayV2::Stage")["Properties"]["AccessLogSettings"]
+    log_format = json.loads(settings["Format"])
+
+    assert log_format["path"] == "$context.path"
+    assert log_format["routeKey"] == "$context.routeKey"
+    assert log_format["method"] == "$context.httpMethod"
+    assert log_format["status"] == "$context.status"
+    assert log_format["requestId"] == "$context.requestId"
+    assert log_format["latencyMs"] == "$context.responseLatency"
+    variables = set(re.findall(r"\$[\w.]+", settings["Format"]))
+    assert variables == set(log_format.values()), "one plain variable per field"
+    for variable in variables:
+        assert variable.startswith("$context."), variable
+        assert not re.search(r"query|uri|header|authori|token|identity", variable, re.I), variable
+    assert settings["DestinationArn"]["Fn::GetAtt"][1] == "Arn"
+    log_groups = template.find_resources("AWS::Logs::LogGroup")
+    assert settings["DestinationArn"]["Fn::GetAtt"][0] in log_groups
+    assert all(group["Properties"]["RetentionInDays"] == 30 for group in log_groups.values())
+
+
+def test_the_function_gets_only_what_the_event_log_calls(template: Template) -> None:
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements = [
+        statement
+        for policy in policies.values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    actions = {
+        tuple(sorted(statement["Action"])): statement.get("Condition") for statement in statements
+    }
+
+    assert actions == {
+        ("dynamodb:GetItem", "dynamodb:Query"): None,
+        ("dynamodb:PutItem", "dynamodb:UpdateItem"): {
+            "ForAnyValue:StringEquals": {"dynamodb:EnclosingOperation": ["TransactWriteItems"]}
+        },
+    }
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        # The table itself, imported from the event log's stack: no index, stream or wildcard.
+        (resource,) = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        assert endpoints.EVENT_LOG_STACK in resource["Fn::ImportValue"]
+
+
+def test_cors_is_answered_by_api_gateway(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {
+            "ProtocolType": "HTTP",
+            "CorsConfiguration": {
+                "AllowOrigins": ["*"],
+                "AllowMethods": ["GET", "POST"],
+                "AllowHeaders": list(CORS_ALLOW_HEADERS),
+                "ExposeHeaders": list(CORS_EXPOSE_HEADERS),
+                "MaxAge": Match.any_value(),
+            },
+        },
+    )
+
+
+def test_the_endpoint_is_the_contracts_output(template: Template) -> None:
+    outputs = template.find_outputs(endpoints.POLLING_API_URL)
+
+    assert list(outputs) == [endpoints.POLLING_API_URL]
+    (api_id,) = template.find_resources("AWS::ApiGatewayV2::Api")
+    assert outputs[endpoints.POLLING_API_URL]["Value"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+
+
+def test_the_construct_takes_its_documented_options(custom_template: Template) -> None:
+    custom_template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api",
+        {"CorsConfiguration": Match.object_like({"AllowOrigins": ["https://demo.example"]})},
+    )
+    custom_template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {"DefaultRouteSettings": {"ThrottlingRateLimit": 7, "ThrottlingBurstLimit": 9}},
+    )
+    custom_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "MemorySize": 512,
+            "Environment": {
+                "Variables": Match.object_like({"CORS_ALLOW_ORIGINS": "https://demo.example"})
+            },
+        },
+    )

@@ -1,0 +1,130 @@
+"""The hub without HTTP: the join race, and one reader per channel while it has subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+import pytest
+
+from eventlog import EventLog, ReadResult
+from eventlog.config import MAX_READ_LIMIT, Settings
+from sse_service.hub import Hub
+
+pytestmark = pytest.mark.anyio
+
+_IDS = re.compile(rb"^id: (\d+)\ndata: ", re.MULTILINE)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class GatedLog(EventLog):
+    """Holds the first read after ``gate_after`` until released: the join race, widened.
+
+    ``hold="before"`` holds it before the query (so it returns the events published
+    meanwhile too, which the feed also queued: the duplicates); ``hold="after"`` holds
+    its result (so it misses them: only the queue has them).
+    """
+
+    def __init__(self, *, gate_after: int, hold: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate_after = gate_after
+        self.hold = hold
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, channel: str, after: int, limit: int = MAX_READ_LIMIT) -> ReadResult:
+        if after != self.gate_after or self.entered.is_set():
+            return super().read(channel, after, limit)
+        result = super().read(channel, after, limit) if self.hold == "after" else None
+        self.entered.set()
+        assert self.release.wait(10)
+        return result or super().read(channel, after, limit)
+
+
+def make_hub(log: EventLog) -> Hub:
+    return Hub(
+        log=log,
+        queue_events=1_000,
+        reader_interval_seconds=0.01,
+        drain_seconds=0,
+        retry_milliseconds=1_000,
+    )
+
+
+async def seqs_until(stream: AsyncIterator[bytes], last: int) -> list[int]:
+    """Event seqs from a stream's chunks until ``last`` has arrived."""
+    seen: list[int] = []
+    while not seen or seen[-1] < last:
+        with anyio.fail_after(5):
+            chunk = await anext(stream)
+        seen += [int(match) for match in _IDS.findall(chunk)]
+    return seen
+
+
+async def publish(log: EventLog, channel: str, count: int) -> None:
+    for n in range(count):
+        await anyio.to_thread.run_sync(log.publish, channel, n)
+
+
+@pytest.mark.parametrize("hold", ["before", "after"])
+async def test_a_joiner_gets_backlog_then_live_with_nothing_missed_or_repeated(
+    dynamodb: Any, events_table: str, hold: str
+) -> None:
+    settings = Settings(events_table_name=events_table)
+    log = GatedLog(gate_after=2, hold=hold, settings=settings, client=dynamodb)
+    hub = make_hub(log)
+    await publish(log, "race", 5)
+
+    # A live subscriber keeps the channel's feed running at position 5.
+    watcher_stream = hub.stream(hub.admit("race"), cursor=None)
+    assert b"id: 5\n" in await anext(watcher_stream)
+
+    # A client resumes after 2; its backlog read is held while the feed moves on.
+    joiner_stream = hub.stream(hub.admit("race"), cursor=2)
+    assert await anext(joiner_stream) == b"retry: 1000\n\n"
+    joined = asyncio.create_task(seqs_until(joiner_stream, 10))
+    await anyio.to_thread.run_sync(log.entered.wait)
+    await publish(log, "race", 3)  # 6..8: handed out by the feed during the backlog read
+    assert await seqs_until(watcher_stream, 8) == [6, 7, 8]
+
+    log.release.set()  # the backlog returns 3..8 or 3..5; the queue already has 6..8
+    await publish(log, "race", 2)
+    assert await joined == [3, 4, 5, 6, 7, 8, 9, 10]
+    assert len(hub.feeds) == 1
+    await watcher_stream.aclose()
+    await joiner_stream.aclose()
+    await hub.aclose()
+
+
+async def test_one_reader_per_channel_and_only_while_it_has_subscribers(
+    log: EventLog,
+) -> None:
+    hub = make_hub(log)
+    streams = [hub.stream(hub.admit("shared"), cursor=None) for _ in range(20)]
+    for stream in streams:
+        await anext(stream)
+    assert list(hub.feeds) == ["shared"]
+    reads_before = hub.stats["log_reads"]
+    await anyio.sleep(0.2)
+    polls = hub.stats["log_reads"] - reads_before
+    print(f"20 subscribers, 0.2 s at a 0.01 s interval: {polls} reads of the log")
+    assert 0 < polls <= 0.2 / 0.01 + 2  # one reader, not one per subscriber
+
+    await publish(log, "shared", 1)
+    for stream in streams:
+        assert await seqs_until(stream, 1) == [1]
+    for stream in streams:
+        await stream.aclose()
+    await anyio.sleep(0.05)  # the feed notices at its next turn that nobody is left
+    assert hub.feeds == {}
+    reads_after_last_leaves = hub.stats["log_reads"]
+    await anyio.sleep(0.1)
+    assert hub.stats["log_reads"] == reads_after_last_leaves

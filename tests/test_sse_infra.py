@@ -1,0 +1,144 @@
+"""CDK assertions for the SSE service: one synthesized App for the whole module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from eventlog import endpoints
+from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS, SSE_HEARTBEAT_SECONDS
+from infra.events_table import EventLogStack
+from infra.sse_service import STOP_TIMEOUT_SECONDS, STREAMS_TARGET, SseStack
+from sse_service.settings import METRICS_NAMESPACE, SSE_PORT
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Path]:
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": []})
+    event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
+    stack = SseStack(app, endpoints.SSE_STACK, events_table=event_log.table)
+    app.synth()
+    return Template.from_stack(stack), outdir
+
+
+@pytest.fixture(scope="module")
+def template(synth: tuple[Template, Path]) -> Template:
+    return synth[0]
+
+
+def only(template: Template, kind: str) -> dict[str, Any]:
+    resources = template.find_resources(kind)
+    assert len(resources) == 1, f"expected one {kind}"
+    (resource,) = resources.values()
+    return dict(resource)
+
+
+def test_the_load_balancer_outlasts_the_heartbeat(template: Template) -> None:
+    attributes = only(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"][
+        "LoadBalancerAttributes"
+    ]
+    idle = {a["Key"]: a["Value"] for a in attributes}["idle_timeout.timeout_seconds"]
+    assert int(idle) == ALB_IDLE_TIMEOUT_SECONDS > SSE_HEARTBEAT_SECONDS
+
+
+def test_targets_are_health_checked_and_drained_for_the_drain_window(template: Template) -> None:
+    group = only(template, "AWS::ElasticLoadBalancingV2::TargetGroup")["Properties"]
+    assert group["HealthCheckPath"] == "/healthz"
+    assert (group["Port"], group["TargetType"]) == (SSE_PORT, "ip")
+    attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
+    assert int(attributes["deregistration_delay.timeout_seconds"]) == SSE_DRAIN_SECONDS
+
+
+def test_the_task_runs_arm64_with_a_stop_timeout_past_the_drain(template: Template) -> None:
+    task = only(template, "AWS::ECS::TaskDefinition")["Properties"]
+    assert task["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+    (container,) = task["ContainerDefinitions"]
+    assert container["StopTimeout"] == STOP_TIMEOUT_SECONDS > SSE_DRAIN_SECONDS
+    assert container["HealthCheck"]["Command"] == [
+        "CMD",
+        "python",
+        "-m",
+        "sse_service.healthcheck",
+    ]
+    assert container["ReadonlyRootFilesystem"] is True
+    names = {variable["Name"] for variable in container["Environment"]}
+    assert {"EVENTS_TABLE_NAME", "SSE_METRICS_SERVICE"} <= names
+
+
+def test_deployments_roll_back_and_never_drop_below_the_running_tasks(
+    template: Template,
+) -> None:
+    service = only(template, "AWS::ECS::Service")["Properties"]
+    deployment = service["DeploymentConfiguration"]
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert deployment["MinimumHealthyPercent"] == 100
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED"
+    cluster = only(template, "AWS::ECS::Cluster")["Properties"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["ClusterSettings"]
+
+
+def test_it_scales_on_cpu_and_on_open_streams(template: Template) -> None:
+    target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
+    assert target["MinCapacity"] >= 2
+    policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    configs = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"] for p in policies.values()
+    ]
+    predefined = [
+        c["PredefinedMetricSpecification"] for c in configs if "PredefinedMetricSpecification" in c
+    ]
+    custom = [c for c in configs if "CustomizedMetricSpecification" in c]
+    assert predefined == [{"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}]
+    (streams,) = custom
+    metric = streams["CustomizedMetricSpecification"]
+    assert (metric["Namespace"], metric["MetricName"]) == (METRICS_NAMESPACE, "OpenStreams")
+    assert streams["TargetValue"] == STREAMS_TARGET  # fmt: skip
+
+
+def test_the_task_role_can_only_read_the_events_table(template: Template) -> None:
+    roles = template.find_resources(
+        "AWS::IAM::Role",
+        {"Properties": {"AssumeRolePolicyDocument": {"Statement": [
+            {"Principal": {"Service": "ecs-tasks.amazonaws.com"}}]}}},
+    )  # fmt: skip
+    task_role = only(template, "AWS::ECS::TaskDefinition")["Properties"]["TaskRoleArn"]
+    task_role_id = task_role["Fn::GetAtt"][0]
+    assert task_role_id in roles
+    policies = [
+        p["Properties"]
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": task_role_id} in p["Properties"]["Roles"]
+    ]
+    (policy,) = policies
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = statement["Resource"]
+    assert all("ImportValue" in str(resource) for resource in resources)  # the events table
+
+
+def test_the_network_has_no_nat_and_a_dynamodb_gateway_endpoint(template: Template) -> None:
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    endpoint = only(template, "AWS::EC2::VPCEndpoint")["Properties"]
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert "dynamodb" in str(endpoint["ServiceName"])
+
+
+def test_the_url_is_the_stack_output_sse_url(template: Template) -> None:
+    template.has_output(
+        endpoints.SSE_URL,
+        {"Value": {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [Match.any_value(), "DNSName"]}]]}},
+    )
+
+
+def test_synth_stages_the_image_with_only_what_it_needs(synth: tuple[Template, Path]) -> None:
+    _, outdir = synth
+    staged = [path.parent.parent for path in outdir.glob("asset.*/sse_service/Dockerfile")]
+    assert len(staged) == 1, "the image asset was not staged"
+    assert sorted(entry.name for entry in staged[0].iterdir()) == ["eventlog", "sse_service"]
+    assert not list(staged[0].rglob("__pycache__"))

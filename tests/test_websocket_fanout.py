@@ -1,0 +1,482 @@
+"""The fan-out on moto: stream records in, one post per subscriber out.
+
+moto's @connections API accepts any id and never answers 410, so stale
+connections, throttling and failures are injected by ``FlakyApi``, which wraps
+the real (moto) client and raises botocore's own errors for chosen ids.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from eventlog import EventLog
+from eventlog.config import Settings
+from websocket_api import fanout, frames, management, routes
+from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
+from websocket_api.connections import Connections
+from websocket_api.fanout import DeliveryFailed, Fanout
+
+ENDPOINT = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/ws"
+
+
+def client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    error: Exception = ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PostToConnection",
+    )
+    return error
+
+
+class FlakyApi:
+    """The moto @connections client, with chosen connections gone, throttled or refusing."""
+
+    def __init__(self) -> None:
+        self.real = management.new_client(ENDPOINT, max_pool_connections=16)
+        self.gone: set[str] = set()
+        self.refusing: set[str] = set()
+        self.throttled: Counter[str] = Counter()  # id -> how many more posts to throttle
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._lock = threading.Lock()
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> Any:
+        with self._lock:
+            self.calls[ConnectionId] += 1
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.001)  # let the pool's threads overlap, as network waits do
+            if ConnectionId in self.gone:
+                raise client_error("GoneException", 410)
+            if ConnectionId in self.refusing:
+                raise client_error("ForbiddenException", 403)
+            with self._lock:
+                throttle = self.throttled[ConnectionId] > 0
+                if throttle:
+                    self.throttled[ConnectionId] -= 1
+            if throttle:
+                raise client_error("LimitExceededException", 429)
+            return self.real.post_to_connection(ConnectionId=ConnectionId, Data=Data)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def received(connection_id: str) -> list[dict[str, Any]]:
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    connection = backend.connections.get(quote(connection_id, safe=""))
+    data = connection.data.decode() if connection else ""
+    decoder, position, result = json.JSONDecoder(), 0, []
+    while position < len(data):
+        frame, position = decoder.raw_decode(data, position)
+        result.append(frame)
+    return result
+
+
+class StreamReader:
+    """Reads the events table's stream as the Lambda event source mapping would deliver it."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        import boto3
+
+        self.arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.streams = boto3.client("dynamodbstreams")
+        [shard] = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"]
+        self.iterator = self.streams.get_shard_iterator(
+            StreamArn=self.arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def batch(self) -> list[dict[str, Any]]:
+        """Every record written since the last call, with the mapping's filter applied."""
+        return [
+            record
+            for record in self.unfiltered()
+            if record["eventName"] == "INSERT" and "event" in record["dynamodb"]["NewImage"]
+        ]
+
+    def unfiltered(self) -> list[dict[str, Any]]:
+        response = self.streams.get_records(ShardIterator=self.iterator)
+        self.iterator = response["NextShardIterator"]
+        return [self._as_lambda_sees_it(record) for record in response["Records"]]
+
+    def _as_lambda_sees_it(self, record: dict[str, Any]) -> dict[str, Any]:
+        # GetRecords returns a datetime where a Lambda event has epoch seconds.
+        created = record["dynamodb"]["ApproximateCreationDateTime"]
+        dynamodb = {**record["dynamodb"], "ApproximateCreationDateTime": created.timestamp()}
+        return {**record, "dynamodb": dynamodb, "eventSourceARN": self.arn}
+
+
+@pytest.fixture
+def api(aws: None) -> FlakyApi:
+    return FlakyApi()
+
+
+@pytest.fixture
+def connections(dynamodb: Any, connections_table: str) -> Connections:
+    return Connections(table_name=connections_table, client=dynamodb)
+
+
+@pytest.fixture
+def log(dynamodb: Any, events_table: str) -> EventLog:
+    return EventLog(settings=Settings(events_table_name=events_table), client=dynamodb)
+
+
+@pytest.fixture
+def stream(dynamodb: Any, events_table: str) -> StreamReader:
+    return StreamReader(dynamodb, events_table)
+
+
+@pytest.fixture
+def fan(connections: Connections, api: FlakyApi) -> Iterator[Fanout]:
+    sleeps: list[float] = []
+    fan = Fanout(connections=connections, client=api, workers=8, sleep=sleeps.append)
+    fan.sleeps = sleeps  # type: ignore[attr-defined]
+    yield fan
+    fan._executor.shutdown()
+
+
+def connect(connections: Connections, connection_id: str, *channels: str) -> None:
+    connected_at_ms = int(time.time() * 1000)
+    connections.connect(connection_id, connected_at_ms=connected_at_ms)
+    for channel in channels:
+        connections.subscribe(connection_id, channel, connected_at_ms=connected_at_ms)
+
+
+def all_items(dynamodb: Any) -> list[dict[str, Any]]:
+    return list(dynamodb.scan(TableName="connections")["Items"])
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def test_every_live_subscriber_receives_and_every_stale_one_is_deleted(
+    fan: Fanout,
+    api: FlakyApi,
+    connections: Connections,
+    log: EventLog,
+    stream: StreamReader,
+    dynamodb: Any,
+) -> None:
+    ids = [f"conn{n:03d}=" for n in range(120)]
+    stale = set(ids[::4])  # 30 clients that left without a $disconnect
+    for connection_id in ids:
+        connect(connections, connection_id, "news", "sport")
+    connect(connections, "elsewhere=", "sport")
+    api.gone = stale
+    event = log.publish("news", {"headline": "hi"})
+
+    assert fan.handle(stream.batch()) == {"batchItemFailures": []}
+
+    for connection_id in ids:
+        expected = [] if connection_id in stale else [{"type": "event", "event": event.to_dict()}]
+        assert received(connection_id) == expected
+        assert api.calls[connection_id] == 1  # one pass, no retries of a 410
+    assert received("elsewhere=") == []
+    # The stale connections are gone with every item they had, also on other channels.
+    left = {item["connection_id"]["S"] for item in all_items(dynamodb)}
+    assert left == (set(ids) - stale) | {"elsewhere="}
+    [sport] = list(connections.subscribers("sport"))
+    assert set(sport) == (set(ids) - stale) | {"elsewhere="}
+    assert 1 < api.most_in_flight <= 8  # concurrent, and bounded by the pool
+
+
+def test_a_large_channel_is_read_page_by_page(
+    fan: Fanout, connections: Connections, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"c{n}" for n in range(30)]
+    for connection_id in ids:
+        connect(connections, connection_id, "news")
+    pages: list[int] = []
+    query = dynamodb.query
+
+    def small_pages(**kwargs: Any) -> Any:
+        page = query(**{**kwargs, "Limit": 7})
+        pages.append(len(page["Items"]))
+        return page
+
+    monkeypatch.setattr(connections, "_client", type("C", (), {"query": staticmethod(small_pages)}))
+    delivery = fan.deliver("news", frames.pong())
+    assert delivery.sent == 30
+    assert pages == [7, 7, 7, 7, 2]
+    assert all(received(c) == [{"type": "pong"}] for c in ids)
+
+
+def test_expired_subscriptions_are_skipped_before_ttl_deletes_them(
+    fan: Fanout, connections: Connections, api: FlakyApi
+) -> None:
+    three_hours_ago_ms = int((time.time() - 3 * 3600) * 1000)
+    connections.subscribe("old=", "news", connected_at_ms=three_hours_ago_ms)
+    connect(connections, "new=", "news")
+    assert fan.deliver("news", frames.pong()).sent == 1
+    assert api.calls == Counter({"new=": 1})
+
+
+def test_events_reach_each_subscriber_in_seq_order(
+    fan: Fanout, connections: Connections, log: EventLog, stream: StreamReader
+) -> None:
+    connect(connections, "a=", "news")
+    connect(connections, "b=", "news", "sport")
+    for n in range(12):
+        log.publish("news" if n % 3 else "sport", n)
+    assert fan.handle(stream.batch()) == {"batchItemFailures": []}
+    news_a = [f["event"]["seq"] for f in received("a=")]
+    news_b = [f["event"]["seq"] for f in received("b=") if f["event"]["channel"] == "news"]
+    sport_b = [f["event"]["seq"] for f in received("b=") if f["event"]["channel"] == "sport"]
+    assert news_a == news_b == list(range(1, 9))
+    assert sport_b == [1, 2, 3, 4]
+
+
+def test_head_items_and_other_changes_in_the_stream_are_ignored(
+    fan: Fanout, api: FlakyApi, connections: Connections, log: EventLog, stream: StreamReader
+) -> None:
+    connect(connections, "a=", "news")
+    log.publish("news", 1)
+    log.publish("news", 2)
+    records = stream.unfiltered()
+    assert any("event" not in r["dynamodb"]["NewImage"] for r in records)  # head item records
+    assert any(r["eventName"] == "MODIFY" for r in records)
+    removal = {**records[-1], "eventName": "REMOVE"}
+    assert fan.handle([*records, removal]) == {"batchItemFailures": []}
+    assert [f["event"]["seq"] for f in received("a=")] == [1, 2]
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_throttled_posts_are_retried_with_growing_backoff(
+    fan: Fanout, api: FlakyApi, connections: Connections
+) -> None:
+    connect(connections, "slow=", "news")
+    connect(connections, "fast=", "news")
+    api.throttled["slow="] = 3
+    delivery = fan.deliver("news", frames.pong())
+    assert delivery.sent == 2
+    assert api.calls == Counter({"slow=": 4, "fast=": 1})
+    assert received("slow=") == [{"type": "pong"}]
+    sleeps: list[float] = fan.sleeps  # type: ignore[attr-defined]
+    ceilings = [min(1.0, 0.05 * 2**n) for n in range(3)]
+    assert len(sleeps) == 3
+    assert all(0 <= s <= c for s, c in zip(sleeps, ceilings, strict=True))
+
+
+def test_a_receiver_throttled_beyond_the_retries_fails_the_record_after_the_others_got_it(
+    fan: Fanout, api: FlakyApi, connections: Connections
+) -> None:
+    connect(connections, "stuck=", "news")
+    connect(connections, "fine=", "news")
+    api.throttled["stuck="] = 100
+    with pytest.raises(DeliveryFailed, match="1 of 2 receivers"):
+        fan.deliver("news", frames.pong())
+    assert api.calls["stuck="] == fan.max_attempts
+    assert received("fine=") == [{"type": "pong"}]
+
+
+def test_a_receiver_that_refuses_for_good_is_skipped_not_retried(
+    fan: Fanout, api: FlakyApi, connections: Connections, dynamodb: Any
+) -> None:
+    connect(connections, "refuses=", "news")
+    connect(connections, "fine=", "news")
+    api.refusing = {"refuses="}
+    delivery = fan.deliver("news", frames.pong())
+    assert (delivery.sent, delivery.refused, delivery.gone) == (1, 1, [])
+    assert api.calls["refuses="] == 1
+    assert len(all_items(dynamodb)) == 4  # refusing is not gone: nothing deleted
+
+
+def test_partial_batch_failure_names_the_failed_record_and_keeps_the_ones_before(
+    fan: Fanout, api: FlakyApi, connections: Connections, log: EventLog, stream: StreamReader
+) -> None:
+    connect(connections, "a=", "news", "stuck")
+    connect(connections, "b=", "stuck")
+    log.publish("news", "first")
+    log.publish("stuck", "poisoned")
+    log.publish("news", "after")
+    records = stream.batch()
+    api.throttled["b="] = 100
+
+    response = fan.handle(records)
+
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]
+    }
+    # The record before the failure was delivered; nothing after it overtook it.
+    assert [(f["event"]["channel"], f["event"]["seq"]) for f in received("a=")] == [
+        ("news", 1),
+        ("stuck", 1),
+    ]
+    # Lambda retries from the failed record; once the receiver recovers, all is delivered.
+    api.throttled.clear()
+    assert fan.handle(records[1:]) == {"batchItemFailures": []}
+    assert [(f["event"]["channel"], f["event"]["seq"]) for f in received("a=")] == [
+        ("news", 1),
+        ("stuck", 1),
+        ("stuck", 1),  # a duplicate, which the client drops by seq
+        ("news", 2),
+    ]
+    assert [f["event"]["data"] for f in received("b=")] == ["poisoned"]
+
+
+def test_a_record_that_is_not_an_event_fails_alone(
+    fan: Fanout, connections: Connections, log: EventLog, stream: StreamReader
+) -> None:
+    connect(connections, "a=", "news")
+    log.publish("news", 1)
+    [good] = stream.batch()
+    bad = json.loads(json.dumps(good))
+    bad["dynamodb"]["NewImage"]["event"] = {"S": "not json"}
+    bad["dynamodb"]["SequenceNumber"] = "999"
+    assert fan.handle([good, bad]) == {"batchItemFailures": [{"itemIdentifier": "999"}]}
+    assert len(received("a=")) == 1
+
+
+def test_the_lambda_entry_point_builds_its_fanout_from_the_environment(
+    connections_table: str,
+    log: EventLog,
+    stream: StreamReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MANAGEMENT_ENDPOINT_ENV, ENDPOINT)
+    monkeypatch.setenv("CONNECTIONS_TABLE_NAME", connections_table)
+    monkeypatch.setattr(fanout, "_fanout", None)
+    connect(Connections(table_name=connections_table), "a=", "news")
+    event = log.publish("news", "hello")
+    try:
+        assert fanout.handler({"Records": stream.batch()}) == {"batchItemFailures": []}
+    finally:
+        if fanout._fanout is not None:
+            fanout._fanout._executor.shutdown()
+    assert received("a=") == [{"type": "event", "event": event.to_dict()}]
+
+
+# --- subscribe + fan-out: nothing falls between backlog and live ---------------------------
+
+
+@pytest.mark.parametrize("after", [None, 2])
+def test_events_racing_a_subscribe_arrive_in_the_backlog_or_live(
+    after: int | None,
+    fan: Fanout,
+    api: FlakyApi,
+    connections: Connections,
+    log: EventLog,
+    stream: StreamReader,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(5):
+        log.publish("news", n)
+    fan.handle(stream.batch())  # fanned out before anyone subscribed
+    monkeypatch.delenv(MANAGEMENT_ENDPOINT_ENV, raising=False)
+
+    def publish_and_fan_out(data: str) -> None:
+        # The fastest possible fan-out: it runs the moment the event is written.
+        log.publish("news", data)
+        assert fan.handle(stream.batch()) == {"batchItemFailures": []}
+
+    # Publishers race the subscribe at every step: right after the head is read,
+    # while `subscribed` is sent, and in the middle of the backlog.
+    original_head = log.head
+
+    def head_then_a_racing_publish(channel: str) -> int:
+        head = original_head(channel)
+        publish_and_fan_out("right after the head was read")
+        return head
+
+    class RacingApi:
+        def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> Any:
+            publish_and_fan_out("while a frame is sent")
+            return api.post_to_connection(ConnectionId=ConnectionId, Data=Data)
+
+    monkeypatch.setattr(log, "head", head_then_a_racing_publish)
+    routes.use_services(
+        routes.Services(log=log, connections=connections, management_client=lambda _: RacingApi())
+    )
+    try:
+        body = json.dumps({"action": "subscribe", "channel": "news", "after": after})
+        now_ms = int(time.time() * 1000)
+        context = {
+            "routeKey": "subscribe",
+            "eventType": "MESSAGE",
+            "connectionId": "late=",
+            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
+            "stage": "ws",
+            "connectedAt": now_ms,
+            "requestTimeEpoch": now_ms,
+        }
+        routes.subscribe({"requestContext": context, "body": body})
+    finally:
+        routes.use_services(None)
+
+    frames_received = received("late=")
+    # A live event may overtake `subscribed` (the fan-out does not wait for the handler).
+    assert {"type": "subscribed", "channel": "news", "head": 5} in frames_received
+    final_head = original_head("news")
+    assert final_head >= 7
+    first = 6 if after is None else after + 1
+    delivered = [f["event"]["seq"] for f in frames_received if f["type"] == "event"]
+    # Duplicates are allowed (the client drops them by seq); a gap is not.
+    assert sorted(set(delivered)) == list(range(first, final_head + 1))
+
+
+# --- the retry policy ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (client_error("GoneException", 410), "gone"),
+        (client_error("LimitExceededException", 429), "retry"),
+        (client_error("InternalServerErrorException", 500), "retry"),
+        (client_error("ServiceUnavailable", 503), "retry"),
+        (client_error("ForbiddenException", 403), "permanent"),
+        (client_error("PayloadTooLargeException", 413), "permanent"),
+        (ConnectionResetError("reset by peer"), "retry"),
+    ],
+)
+def test_post_outcomes_are_classified_by_what_a_retry_can_change(
+    error: Exception, kind: str
+) -> None:
+    assert management.classify(error) == kind
+
+
+def test_a_connection_error_is_retried_then_reported_as_transient() -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    class Unreachable:
+        calls = 0
+
+        def post_to_connection(self, **_: Any) -> None:
+            self.calls += 1
+            raise EndpointConnectionError(endpoint_url=ENDPOINT)
+
+    client, sleeps = Unreachable(), list[float]()
+    with pytest.raises(management.PostFailed) as caught:
+        management.post(client, "a=", "{}", max_attempts=3, sleep=sleeps.append)
+    assert caught.value.transient
+    assert client.calls == 3
+    assert len(sleeps) == 2
+
+
+def test_fanout_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from websocket_api.config import DEFAULT_FANOUT_WORKERS, fanout_workers
+
+    monkeypatch.delenv("FANOUT_WORKERS", raising=False)
+    assert fanout_workers() == DEFAULT_FANOUT_WORKERS
+    monkeypatch.setenv("FANOUT_WORKERS", "4")
+    assert fanout_workers() == 4
+    for bad in ("0", "many"):
+        monkeypatch.setenv("FANOUT_WORKERS", bad)
+        with pytest.raises(ValueError, match="FANOUT_WORKERS"):
+            fanout_workers()

@@ -1,0 +1,432 @@
+"""The WebSocket route handlers on moto, driven by API Gateway-shaped events.
+
+Frames the handlers post land in moto's @connections backend, which keeps each
+connection's posted bytes; ``sent`` splits them back into frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from eventlog import EventLog, schema
+from eventlog.config import MAX_EVENT_BYTES, WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
+from websocket_api import management, routes
+from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
+from websocket_api.connections import (
+    CONNECTIONS_TABLE,
+    Connections,
+    channel_pk,
+    connection_pk,
+)
+
+DOMAIN = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+STAGE = "ws"
+ALICE = "Lx9fXc3rIAMCJ9A="  # API Gateway connection ids look like this, "=" included
+BOB = "Lx9fdeK_IAMCKcg="
+
+
+def ws_event(
+    route_key: str,
+    *,
+    connection_id: str = ALICE,
+    body: str | None = None,
+    connected_at_ms: int | None = None,
+) -> dict[str, Any]:
+    """An API Gateway WebSocket proxy event as Lambda receives it."""
+    now_ms = int(time.time() * 1000)
+    event_type = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE")
+    context: dict[str, Any] = {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": "Lx9fYEEfIAMFkLQ=",
+        "requestTime": "28/Nov/2026:08:47:00 +0000",
+        "messageDirection": "IN",
+        "stage": STAGE,
+        "connectedAt": connected_at_ms or now_ms - 5_000,
+        "requestTimeEpoch": now_ms,
+        "identity": {"sourceIp": "203.0.113.7", "userAgent": "test"},
+        "requestId": str(uuid.uuid4()),
+        "domainName": DOMAIN,
+        "connectionId": connection_id,
+        "apiId": DOMAIN.split(".")[0],
+    }
+    event: dict[str, Any] = {"requestContext": context, "isBase64Encoded": False}
+    if event_type == "MESSAGE":
+        context["messageId"] = "Lx9fZcQqIAMCJ9A="
+        event["body"] = body
+    elif event_type == "CONNECT":
+        event["headers"] = {"Host": DOMAIN, "Sec-WebSocket-Version": "13"}
+        event["multiValueHeaders"] = {"Host": [DOMAIN]}
+    else:
+        context["disconnectStatusCode"] = 1000
+        context["disconnectReason"] = "Client-side close frame status code"
+    return event
+
+
+def message(action: str, *, connection_id: str = ALICE, **fields: Any) -> dict[str, Any]:
+    body = json.dumps({"action": action, **fields})
+    return ws_event(action, connection_id=connection_id, body=body)
+
+
+def sent(connection_id: str = ALICE) -> list[dict[str, Any]]:
+    """Every frame posted to ``connection_id``, in order."""
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    connection = backend.connections.get(quote(connection_id, safe=""))
+    data = connection.data.decode() if connection else ""
+    decoder, position, result = json.JSONDecoder(), 0, []
+    while position < len(data):
+        frame, position = decoder.raw_decode(data, position)
+        result.append(frame)
+    return result
+
+
+def items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+    return list(dynamodb.scan(TableName=table)["Items"])
+
+
+@pytest.fixture
+def ws(
+    dynamodb: Any, events_table: str, connections_table: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[routes.Services]:
+    monkeypatch.delenv(MANAGEMENT_ENDPOINT_ENV, raising=False)
+    services = routes.Services(
+        log=EventLog(settings=Settings(events_table_name=events_table), client=dynamodb),
+        connections=Connections(table_name=connections_table, client=dynamodb),
+        management_client=lambda endpoint: management.new_client(endpoint, max_pool_connections=2),
+    )
+    routes.use_services(services)
+    yield services
+    routes.use_services(None)
+
+
+# --- $connect / $disconnect -----------------------------------------------------------------
+
+
+def test_connect_records_the_connection_until_api_gateway_closes_it(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    connected_at_ms = int(time.time() * 1000)
+    response = routes.connect(ws_event("$connect", connected_at_ms=connected_at_ms))
+    assert response == {"statusCode": 200}
+    [item] = items(dynamodb, "connections")
+    assert item["pk"] == {"S": connection_pk(ALICE)}
+    assert item["connection_id"] == {"S": ALICE}
+    expires_at = int(item["expires_at"]["N"])
+    assert expires_at == connected_at_ms // 1000 + WEBSOCKET_MAX_CONNECTION_SECONDS
+    assert expires_at - time.time() <= 2 * 60 * 60
+    assert sent() == []  # posting during $connect answers 410 on AWS
+
+
+def test_disconnect_removes_the_connection_and_all_its_subscriptions(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    for connection_id in (ALICE, BOB):
+        routes.connect(ws_event("$connect", connection_id=connection_id))
+        for channel in ("news", "sport", "weather"):
+            routes.subscribe(message("subscribe", connection_id=connection_id, channel=channel))
+    assert len(items(dynamodb, "connections")) == 8
+
+    assert routes.disconnect(ws_event("$disconnect")) == {"statusCode": 200}
+
+    left = items(dynamodb, "connections")
+    assert {item["connection_id"]["S"] for item in left} == {BOB}
+    assert len(left) == 4
+    assert list(ws.connections.subscribers("news")) == [[BOB]]
+
+
+def test_disconnect_of_an_unknown_connection_is_harmless(ws: routes.Services) -> None:
+    assert routes.disconnect(ws_event("$disconnect", connection_id="never-seen=")) == {
+        "statusCode": 200
+    }
+
+
+# --- subscribe --------------------------------------------------------------------------------
+
+
+def test_subscribe_without_cursor_is_live_only_from_the_head(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    for n in range(3):
+        ws.log.publish("news", n)
+    assert routes.subscribe(message("subscribe", channel="news")) == {"statusCode": 200}
+    assert sent() == [{"type": "subscribed", "channel": "news", "head": 3}]
+    assert list(ws.connections.subscribers("news")) == [[ALICE]]
+    [subscription] = [i for i in items(dynamodb, "connections") if i["pk"]["S"].startswith("ch")]
+    assert subscription["pk"] == {"S": channel_pk("news")}
+    assert int(subscription["expires_at"]["N"]) <= time.time() + WEBSOCKET_MAX_CONNECTION_SECONDS
+
+
+def test_subscribe_to_an_empty_channel_reports_head_zero(ws: routes.Services) -> None:
+    routes.subscribe(message("subscribe", channel="empty", after=0))
+    assert sent() == [{"type": "subscribed", "channel": "empty", "head": 0}]
+
+
+def test_subscribe_with_cursor_sends_subscribed_then_the_whole_backlog_in_order(
+    ws: routes.Services, cheap_transaction_rollback: None
+) -> None:
+    published = [ws.log.publish("news", {"n": n}) for n in range(250)]  # three pages of 100
+    ws.log.publish("other", "not this channel")
+
+    routes.subscribe(message("subscribe", channel="news", after=10))
+
+    frames = sent()
+    assert frames[0] == {"type": "subscribed", "channel": "news", "head": 250}
+    assert [f["type"] for f in frames[1:]] == ["event"] * 240
+    assert [f["event"] for f in frames[1:]] == [e.to_dict() for e in published[10:]]
+
+
+def test_subscribe_with_cursor_at_the_head_sends_no_backlog(ws: routes.Services) -> None:
+    for n in range(5):
+        ws.log.publish("news", n)
+    routes.subscribe(message("subscribe", channel="news", after=5))
+    assert sent() == [{"type": "subscribed", "channel": "news", "head": 5}]
+
+
+def test_subscribe_behind_the_retained_history_sends_reset_first(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    # Three events published three days ago with one day of retention: expired.
+    old_log = EventLog(
+        settings=Settings(events_table_name="events", retention_seconds=86_400),
+        client=dynamodb,
+        clock=lambda: time.time() - 3 * 86_400,
+    )
+    for n in range(3):
+        old_log.publish("news", f"old {n}")
+    fresh = [ws.log.publish("news", f"new {n}") for n in range(2)]
+
+    routes.subscribe(message("subscribe", channel="news", after=1))
+
+    assert sent() == [
+        {"type": "subscribed", "channel": "news", "head": 5},
+        {"type": "reset", "channel": "news", "oldest": 4},
+        *({"type": "event", "event": e.to_dict()} for e in fresh),
+    ]
+
+
+def test_subscribe_with_a_cursor_from_the_future_resets_to_the_start(ws: routes.Services) -> None:
+    events = [ws.log.publish("news", n) for n in range(2)]
+    routes.subscribe(message("subscribe", channel="news", after=99))
+    assert sent() == [
+        {"type": "subscribed", "channel": "news", "head": 2},
+        {"type": "reset", "channel": "news", "oldest": 1},
+        *({"type": "event", "event": e.to_dict()} for e in events),
+    ]
+
+
+def test_subscribe_records_the_subscription_before_reading_the_head(
+    ws: routes.Services, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[list[str]]] = []
+    original_head = ws.log.head
+
+    def head(channel: str) -> int:
+        seen.append(list(ws.connections.subscribers(channel)))
+        return original_head(channel)
+
+    monkeypatch.setattr(ws.log, "head", head)
+    routes.subscribe(message("subscribe", channel="news"))
+    assert seen == [[[ALICE]]]
+
+
+def test_subscribe_again_replaces_the_subscription_and_resends(ws: routes.Services) -> None:
+    ws.log.publish("news", 1)
+    routes.subscribe(message("subscribe", channel="news"))
+    routes.subscribe(message("subscribe", channel="news", after=0))
+    assert [f["type"] for f in sent()] == ["subscribed", "subscribed", "event"]
+    assert list(ws.connections.subscribers("news")) == [[ALICE]]
+
+
+def test_a_client_that_left_during_its_backlog_stops_the_backlog(
+    ws: routes.Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        ws.log.publish("news", n)
+    posted: list[str] = []
+
+    class LeavesAfterTwoFrames:
+        def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
+            posted.append(Data.decode())
+            if len(posted) >= 2:
+                raise _client_error("GoneException", 410)
+
+    routes.use_services(
+        routes.Services(
+            log=ws.log,
+            connections=ws.connections,
+            management_client=lambda endpoint: LeavesAfterTwoFrames(),
+        )
+    )
+    assert routes.subscribe(message("subscribe", channel="news", after=0)) == {"statusCode": 200}
+    assert len(posted) == 2  # subscribed, then event 1 answered 410: nothing more was sent
+
+
+# --- unsubscribe, publish, ping ---------------------------------------------------------------
+
+
+def test_unsubscribe_removes_only_that_subscription_and_is_idempotent(
+    ws: routes.Services,
+) -> None:
+    routes.subscribe(message("subscribe", channel="news"))
+    routes.subscribe(message("subscribe", channel="sport"))
+    assert routes.unsubscribe(message("unsubscribe", channel="news")) == {"statusCode": 200}
+    routes.unsubscribe(message("unsubscribe", channel="news"))
+    assert list(ws.connections.subscribers("news")) == []
+    assert list(ws.connections.subscribers("sport")) == [[ALICE]]
+    assert sent()[-2:] == [{"type": "unsubscribed", "channel": "news"}] * 2
+
+
+def test_publish_appends_to_the_log_and_acknowledges_with_the_event(ws: routes.Services) -> None:
+    assert routes.publish(message("publish", channel="news", data={"x": [1, "ü"]})) == {
+        "statusCode": 200
+    }
+    assert routes.publish(message("publish", channel="news", data=None)) == {"statusCode": 200}
+    [first, second] = sent()
+    assert first["type"] == "published"
+    assert first["event"]["channel"] == "news"
+    assert first["event"]["seq"] == 1
+    assert first["event"]["data"] == {"x": [1, "ü"]}
+    assert second["event"]["seq"] == 2
+    assert second["event"]["data"] is None
+    result = ws.log.read("news", 0)
+    assert [e.to_dict() for e in result.events] == [first["event"], second["event"]]
+
+
+def test_ping_answers_pong(ws: routes.Services) -> None:
+    assert routes.ping(message("ping")) == {"statusCode": 200}
+    assert sent() == [{"type": "pong"}]
+
+
+# --- bad input: an error frame, a 200, nothing written ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "code"),
+    [
+        ("$default", "not json", "bad_json"),
+        ("$default", "", "bad_json"),
+        ("$default", None, "bad_json"),
+        ("$default", "[1, 2]", "invalid_frame"),
+        ("$default", "{}", "unknown_action"),
+        ("$default", '{"action": "dance"}', "unknown_action"),
+        ("subscribe", '{"action": "subscribe"}', "invalid_channel"),
+        ("subscribe", '{"action": "subscribe", "channel": "no spaces"}', "invalid_channel"),
+        ("subscribe", '{"action": "subscribe", "channel": null}', "invalid_channel"),
+        ("subscribe", '{"action": "subscribe", "channel": "news", "after": -1}', "invalid_cursor"),
+        ("subscribe", '{"action": "subscribe", "channel": "n", "after": "x"}', "invalid_cursor"),
+        ("unsubscribe", '{"action": "unsubscribe", "channel": "a/b"}', "invalid_channel"),
+        ("publish", '{"action": "publish", "channel": "a b", "data": 1}', "invalid_channel"),
+        ("publish", '{"action": "publish", "data": 1}', "invalid_channel"),
+        ("publish", '{"action": "publish", "channel": "news"}', "invalid_data"),
+        ("publish", '{"action": "publish", "channel": "news", "data": NaN}', "invalid_data"),
+        (
+            "publish",
+            json.dumps({"action": "publish", "channel": "news", "data": "x" * MAX_EVENT_BYTES}),
+            "event_too_large",
+        ),
+    ],
+)
+def test_bad_input_gets_an_error_frame_and_writes_nothing(
+    ws: routes.Services, dynamodb: Any, route: str, body: str | None, code: str
+) -> None:
+    response = routes.ROUTES[route](ws_event(route, body=body), None)
+    assert response == {"statusCode": 200}  # the connection stays open
+    [frame] = sent()
+    assert frame["type"] == "error"
+    assert frame["code"] == code
+    assert isinstance(frame["message"], str)
+    assert frame["message"]
+    assert items(dynamodb, "events") == []
+    assert items(dynamodb, "connections") == []
+
+
+def test_unknown_action_error_names_the_valid_actions(ws: routes.Services) -> None:
+    routes.default(ws_event("$default", body='{"action": "dance"}'))
+    [frame] = sent()
+    for action in ("subscribe", "unsubscribe", "publish", "ping"):
+        assert action in frame["message"]
+
+
+def test_a_misrouted_frame_is_refused_rather_than_served_by_the_wrong_function(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    routes.ping(ws_event("ping", body='{"action": "publish", "channel": "news", "data": 1}'))
+    assert [f["code"] for f in sent()] == ["unknown_action"]
+    assert items(dynamodb, "events") == []
+
+
+def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
+    ws: routes.Services,
+) -> None:
+    class BrokenConnections(Connections):
+        def subscribe(self, connection_id: str, channel: str, *, connected_at_ms: int) -> None:
+            raise _client_error("InternalServerError", 500)
+
+    routes.use_services(
+        routes.Services(log=ws.log, connections=BrokenConnections(table_name="connections"))
+    )
+    with pytest.raises(Exception, match="InternalServerError"):
+        routes.subscribe(message("subscribe", channel="news"))
+    assert [f["code"] for f in sent()] == ["internal_error"]
+
+
+# --- where frames go --------------------------------------------------------------------------
+
+
+def test_the_management_endpoint_comes_from_the_event_unless_overridden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MANAGEMENT_ENDPOINT_ENV, raising=False)
+    request = routes.Request.from_event(message("ping"))
+    assert request.endpoint == f"https://{DOMAIN}/{STAGE}"
+    monkeypatch.setenv(MANAGEMENT_ENDPOINT_ENV, "http://127.0.0.1:4510")
+    assert routes.Request.from_event(message("ping")).endpoint == "http://127.0.0.1:4510"
+
+
+def test_the_handlers_load_without_the_aws_sdk() -> None:
+    code = (
+        "import sys, websocket_api.routes, websocket_api.fanout; "
+        "print(sorted(m for m in ('boto3', 'botocore', 'urllib3') if m in sys.modules))"
+    )
+    functions = Path(routes.__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(functions)},
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_connections_table_spec_has_ttl_and_the_connection_index() -> None:
+    kwargs = CONNECTIONS_TABLE.create_table_kwargs("t")
+    assert CONNECTIONS_TABLE.ttl_attribute == "expires_at"
+    [index] = kwargs["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "by_connection"
+    assert index["KeySchema"][0] == {"AttributeName": "connection_id", "KeyType": "HASH"}
+    assert schema.EVENTS_TABLE.stream_new_images  # the fan-out's source
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    error: Exception = ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PostToConnection",
+    )
+    return error
