@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CDK app: the event log's stack, then one line per transport.
+"""The CDK app: the event log's and auth's stacks, then one line per transport.
 
 Deleting a transport is deleting its line here, ``infra/<transport>.py`` and
 ``functions/<transport>/``.
@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent / "functions"))
 import aws_cdk as cdk
 
 from eventlog import endpoints
+from infra.auth import AuthConfig, AuthStack
 from infra.events_table import EventLogStack
 from infra.polling_api import PollingStack
 from infra.sse_service import SseStack
@@ -29,9 +30,12 @@ def main() -> None:
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK, env=env)
-    PollingStack(app, endpoints.POLLING_STACK, env=env, events_table=event_log.table)
-    WebSocketStack(app, endpoints.WEBSOCKET_STACK, env=env, events_table=event_log.table)
-    SseStack(app, endpoints.SSE_STACK, env=env, events_table=event_log.table)
+    # Auth on by default (-c auth=jwks|off to change it): see infra/auth.py.
+    auth = AuthStack(app, endpoints.AUTH_STACK, env=env, config=AuthConfig.from_context(app.node))
+    table, verify = event_log.table, auth.auth
+    PollingStack(app, endpoints.POLLING_STACK, env=env, events_table=table, auth=verify)
+    WebSocketStack(app, endpoints.WEBSOCKET_STACK, env=env, events_table=table, auth=verify)
+    SseStack(app, endpoints.SSE_STACK, env=env, events_table=table, auth=verify)
     app.synth()
 
 

@@ -15,6 +15,8 @@
   subscription runs; ``sequencer``: exactly-once delivery, the one place it lives;
 - ``polling``, ``sse``, ``websocket``: the transports; ``sse_parser``: the event-stream
   parser; ``transports``: ``open_transport`` by name;
+- ``auth``: tokens, fixed or from a provider asked before each connection (``DevTokens``
+  for the local stack);
 - ``config`` (``ClientOptions``), ``errors`` (``ClientError``), ``stats`` (``TransportStats``);
 - ``python -m client``: a command line to publish and subscribe (``client.cli``).
 """

@@ -5,9 +5,18 @@
     python -m client publish news '{"hello": "world"}'         # prints the Event JSON
     python -m client subscribe news --transport sse --after 0  # one Event JSON per line
     python -m client subscribe news --transport websocket --count 3
+    python -m client token --channel 'news*' --scope subscribe --ttl 1h  # a development token
 
 The endpoints come from ``--endpoints`` (default ``.local/outputs.json``, which the
 local stack writes; ``make deploy`` writes ``.local/deployed-outputs.json``).
+
+Tokens: ``--token`` sends the given one. Without it, against the local stack (its
+endpoints file has ``LocalDevTokenUrl``), ``publish`` and ``subscribe`` ask the stack
+for a development token with just the scope they need on just their channel, and
+renew it before it expires. ``token`` prints a development token signed with the
+local stack's secret file (``.local/dev-secret``), which works while the stack is
+down; it is for development only: a deployment's tokens come from your backend or
+your identity provider.
 
 Exit status: 0 done; 1 the service refused or could not be reached; 2 bad usage
 (invalid channel, data that is not JSON, no endpoints file); 130 interrupted.
@@ -26,6 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from auth.claims import SCOPES, InvalidClaims, Scope, parse_grants
+from auth.config import DEFAULT_TOKEN_TTL_SECONDS
+from auth.tokens import issue_token, parse_ttl
+from client.auth import TokenSource, dev_tokens_for
 from client.base import TRANSIENT_ERRORS
 from client.config import DEFAULT_WAIT_SECONDS, ClientOptions
 from client.errors import ClientError, MissingEndpoint
@@ -35,6 +48,7 @@ from eventlog.config import MAX_LONG_POLL_SECONDS
 from eventlog.endpoints import LOCAL_OUTPUTS_FILE, Endpoints
 from eventlog.errors import EventLogError
 from eventlog.events import parse_cursor, validate_channel
+from local.dev_secret import DEV_SECRET_FILE, read_dev_secret
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -74,6 +88,21 @@ def wait_arg(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_LONG_POLL_SECONDS:
         raise argparse.ArgumentTypeError(f"must be 0 to {MAX_LONG_POLL_SECONDS} (got {raw!r})")
     return int(raw)
+
+
+def pattern_arg(raw: str) -> str:
+    try:
+        parse_grants([{"pattern": raw, "scopes": []}])
+    except InvalidClaims as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return raw
+
+
+def ttl_arg(raw: str) -> int:
+    try:
+        return parse_ttl(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,12 +161,70 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"polling: seconds of long polling per request (default {DEFAULT_WAIT_SECONDS})",
     )
+
+    token = commands.add_parser(
+        "token",
+        help="print a development token, signed with the local stack's secret",
+        description="Print a development token signed with the local stack's secret file.",
+    )
+    token.add_argument(
+        "--channel",
+        dest="patterns",
+        action="append",
+        type=pattern_arg,
+        metavar="PATTERN",
+        help="a channel, or a prefix ending in * (repeatable; default: * , every channel)",
+    )
+    token.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        choices=SCOPES,
+        help="what the token may do on those channels (repeatable; default: both)",
+    )
+    token.add_argument(
+        "--ttl",
+        type=ttl_arg,
+        default=DEFAULT_TOKEN_TTL_SECONDS,
+        metavar="TIME",
+        help="lifetime: 90s, 15m, 1h, 1d (default 1h)",
+    )
+    token.add_argument("--sub", default="dev", help="the token's subject (default: dev)")
+    token.add_argument(
+        "--secret-file",
+        type=Path,
+        default=DEV_SECRET_FILE,
+        metavar="PATH",
+        help=f"the development secret (default: {DEV_SECRET_FILE}, written by `make dev`)",
+    )
     return parser
+
+
+def token_source(args: argparse.Namespace, endpoints: Endpoints, scope: Scope) -> TokenSource:
+    """``--token``, else a development token for just this channel and scope, if local."""
+    if args.token:
+        return str(args.token)
+    return dev_tokens_for(endpoints, channels=[{"pattern": args.channel, "scopes": [scope]}])
+
+
+def run_token(args: argparse.Namespace, out: TextIO) -> None:
+    scopes: list[Scope] = args.scopes or list(SCOPES)
+    grants = parse_grants(
+        [{"pattern": pattern, "scopes": scopes} for pattern in args.patterns or ["*"]]
+    )
+    issued = issue_token(
+        secret=read_dev_secret(args.secret_file),
+        subject=args.sub,
+        grants=grants,
+        ttl_seconds=args.ttl,
+    )
+    print(issued.token, file=out, flush=True)
 
 
 async def run_publish(args: argparse.Namespace, endpoints: Endpoints, out: TextIO) -> None:
     name: TransportName = args.transport
-    async with open_transport(name, endpoints, token=args.token) as transport:
+    token = token_source(args, endpoints, "publish")
+    async with open_transport(name, endpoints, token=token) as transport:
         event = await transport.publish(args.channel, args.data)
     print(event.encode(), file=out, flush=True)
 
@@ -152,7 +239,8 @@ async def run_subscribe(
 
     name: TransportName = args.transport
     options = ClientOptions(wait_seconds=args.wait)
-    async with open_transport(name, endpoints, token=args.token, options=options) as transport:
+    token = token_source(args, endpoints, "subscribe")
+    async with open_transport(name, endpoints, token=token, options=options) as transport:
         subscription = await transport.subscribe(args.channel, after=args.after, on_reset=report)
         received = 0
         async for event in subscription:
@@ -178,6 +266,12 @@ def main(
         print(f"{parser.prog}: error: {message}", file=err, flush=True)
         return status
 
+    if args.command == "token":
+        try:
+            run_token(args, out)
+        except (OSError, ValueError) as exc:
+            return fail(EXIT_USAGE, str(exc))
+        return 0
     try:
         endpoints = Endpoints.load(args.endpoints)
     except FileNotFoundError as exc:
@@ -192,6 +286,8 @@ def main(
     except MissingEndpoint as exc:
         return fail(EXIT_USAGE, f"{exc} (in {args.endpoints})")
     except ClientError as exc:
+        if exc.status == 401 and not args.token:
+            return fail(EXIT_FAILED, f"{exc} (this endpoint needs a token: pass --token)")
         return fail(EXIT_FAILED, str(exc))
     except TRANSIENT_ERRORS as exc:
         return fail(EXIT_FAILED, f"cannot reach the service: {type(exc).__name__}: {exc}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from client.auth import Credentials, TokenSource
 from client.base import (
     Ready,
     ReconnectingSubscription,
@@ -42,10 +43,6 @@ from client.sequencer import Backfill, Page, Reset
 from client.stats import TransportStats, header_bytes
 from eventlog.errors import EventLogError
 from eventlog.events import Event, encode_json
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def count_request(stats: TransportStats, request: httpx.Request) -> None:
@@ -80,12 +77,11 @@ def parse_page(body: bytes) -> Page:
 class PollingApi:
     """The polling API's publish and read, over one ``httpx.AsyncClient``."""
 
-    def __init__(self, *, base_url: str, token: str | None, options: ClientOptions) -> None:
+    def __init__(self, *, base_url: str, token: TokenSource, options: ClientOptions) -> None:
         self.base_url = base_url.rstrip("/")
         self.options = options
-        self._client = httpx.AsyncClient(
-            headers=auth_headers(token), timeout=options.request_timeout_seconds
-        )
+        self._credentials = Credentials(token)
+        self._client = httpx.AsyncClient(timeout=options.request_timeout_seconds)
 
     def events_url(self, channel: str) -> str:
         return f"{self.base_url}/channels/{channel}/events"
@@ -94,6 +90,7 @@ class PollingApi:
         await self._client.aclose()
 
     async def _send(self, request: httpx.Request, stats: TransportStats) -> httpx.Response:
+        await self._credentials.authorize(request)
         count_request(stats, request)
         try:
             response = await self._client.send(request)
@@ -185,7 +182,7 @@ class PollingApi:
 class PollingSubscription(ReconnectingSubscription):
     """Long polls in a loop; its own HTTP client, so ``drop_connection`` drops only it."""
 
-    def __init__(self, *, base_url: str, token: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, base_url: str, token: TokenSource, **kwargs: Any) -> None:
         self._base_url = base_url
         self._token = token
         options: ClientOptions = kwargs["options"]
@@ -239,7 +236,7 @@ class PollingTransport(Transport):
 
     name = "polling"
 
-    def __init__(self, *, base_url: str, token: str | None, options: ClientOptions) -> None:
+    def __init__(self, *, base_url: str, token: TokenSource, options: ClientOptions) -> None:
         super().__init__(options=options)
         self._base_url = base_url
         self._token = token

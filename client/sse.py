@@ -7,8 +7,9 @@
   for a live-only stream, ``id:`` with the head it starts after (``Ready``);
 - ``id: <seq>`` + ``data: <Event JSON>``: an event;
 - ``event: reset`` + ``data: {"oldest": N}``: the history before N is gone;
-- ``event: expired``: the server ended the stream (its grant ran out): reconnect, and
-  the server answers the reconnect as it sees fit (a 401 ends the subscription);
+- ``event: expired``: the server ended the stream because its token expired: reconnect
+  at once, with a fresh token if the transport has a provider (``client.auth``); a
+  refused reconnect (401, the same expired token) ends the subscription;
 - ``:`` comments are heartbeats, counted in ``stats.heartbeats``; other event types
   are ignored.
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from client.auth import Credentials, TokenSource
 from client.base import (
     Ready,
     ReconnectingSubscription,
@@ -39,7 +41,7 @@ from client.base import (
 )
 from client.config import SSE_DEFAULT_RETRY_SECONDS, ClientOptions
 from client.errors import ClientError, MissingEndpoint, protocol_error
-from client.polling import PollingApi, auth_headers, count_request, count_response_head
+from client.polling import PollingApi, count_request, count_response_head
 from client.sequencer import Reset
 from client.sse_parser import SseMessage, SseParser
 from client.stats import TransportStats
@@ -56,13 +58,14 @@ def _seq_or_none(raw: str | None) -> int | None:
 
 
 class SseSubscription(ReconnectingSubscription):
-    def __init__(self, *, stream_url: str, token: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, stream_url: str, token: TokenSource, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._url = stream_url
         self._retry_seconds = SSE_DEFAULT_RETRY_SECONDS
         self._opened = False
+        self._expired = False
+        self._credentials = Credentials(token)
         self._client = httpx.AsyncClient(
-            headers=auth_headers(token),
             timeout=httpx.Timeout(
                 self.options.request_timeout_seconds,
                 read=self.options.sse_read_timeout_seconds,
@@ -70,6 +73,9 @@ class SseSubscription(ReconnectingSubscription):
         )
 
     def _close_delay(self) -> float:
+        if self._expired:  # the token ran out, not the server: reconnect at once
+            self._expired = False
+            return 0.0
         return self._retry_seconds
 
     def _min_error_delay(self) -> float:
@@ -91,6 +97,7 @@ class SseSubscription(ReconnectingSubscription):
                 params["after"] = str(position)
         self._opened = True
         request = self._client.build_request("GET", self._url, params=params, headers=headers)
+        await self._credentials.authorize(request)
         count_request(self.stats, request)
         response = await self._client.send(request, stream=True)
         try:
@@ -107,6 +114,8 @@ class SseSubscription(ReconnectingSubscription):
                 raise protocol_error(f"the stream answered {media_type or 'no content type'}")
             await self._read(response, live_only=position is None)
         except _StreamExpired:
+            self._expired = True
+            self.stats.expirations += 1
             return
         finally:
             await response.aclose()
@@ -165,7 +174,7 @@ class SseTransport(Transport):
         *,
         sse_url: str,
         polling_api_url: str | None,
-        token: str | None,
+        token: TokenSource,
         options: ClientOptions,
     ) -> None:
         super().__init__(options=options)

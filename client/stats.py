@@ -35,6 +35,8 @@ class TransportStats:
     """Times the history after the cursor was gone (see ``Subscription.resets``)."""
     heartbeats: int = 0
     """SSE comment lines received."""
+    expirations: int = 0
+    """SSE streams the server ended because their token expired (``event: expired``)."""
     not_modified: int = 0
     """Polling reads answered 304 (the ETag matched: nothing new, no body)."""
     refusals: int = 0

@@ -1,8 +1,9 @@
 """Pick a transport by name and build it from the endpoints file.
 
-Every transport takes the same arguments (the endpoints, an optional token, the
-options) and has the same interface (``client.base.Transport``), so a test, the
-demo or a benchmark runs one body of code against all three.
+Every transport takes the same arguments (the endpoints, an optional token or token
+provider, see ``client.auth``, and the options) and has the same interface
+(``client.base.Transport``), so a test, the demo or a benchmark runs one body of
+code against all three.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal, get_args
 
+from client.auth import TokenSource
 from client.base import Transport
 from client.config import ClientOptions
 from client.errors import MissingEndpoint
@@ -33,7 +35,7 @@ def create_transport(
     name: TransportName,
     endpoints: Endpoints,
     *,
-    token: str | None = None,
+    token: TokenSource = None,
     options: ClientOptions | None = None,
 ) -> Transport:
     """The transport ``name``, not yet connected (use it as an async context manager)."""
@@ -66,7 +68,7 @@ async def open_transport(
     name: TransportName,
     endpoints: Endpoints,
     *,
-    token: str | None = None,
+    token: TokenSource = None,
     options: ClientOptions | None = None,
 ) -> AsyncIterator[Transport]:
     """Connect the transport ``name``; close it and its subscriptions on exit."""

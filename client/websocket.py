@@ -32,7 +32,9 @@ What API Gateway makes necessary, and how it is handled:
   channel again from its position; a publish in flight at that moment fails with
   ``connection_lost``, since the client cannot know whether it was appended.
 - *Tokens in the URL.* A browser cannot set headers on a WebSocket, so the token
-  goes in ``?token=``; the URL is therefore never logged.
+  goes in ``?token=``, checked once by the ``$connect`` authorizer; the URL is
+  therefore never logged. Each connect asks the token source again, so a reconnect
+  after the token expired carries a fresh one (``client.auth``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from client.auth import Credentials, TokenSource
 from client.base import (
     TRANSIENT_ERRORS,
     Ready,
@@ -146,11 +149,12 @@ class WebSocketTransport(Transport):
         *,
         url: str,
         polling_api_url: str | None,
-        token: str | None,
+        token: TokenSource,
         options: ClientOptions,
     ) -> None:
         super().__init__(options=options)
-        self._url = with_token(url, token)
+        self._url = url
+        self._credentials = Credentials(token)
         self.api = (
             None
             if polling_api_url is None
@@ -174,9 +178,11 @@ class WebSocketTransport(Transport):
         self._supervisor = asyncio.create_task(self._supervise(ws), name="websocket-connection")
 
     async def _connect(self) -> ClientConnection:
+        # Asked at every connect: a provider hands out a fresh token for a reconnect.
+        url = with_token(self._url, await self._credentials.token())
         try:
             ws = await connect(
-                self._url,
+                url,
                 # Keep-alive is the protocol's own ping action (see the module docstring).
                 ping_interval=None,
                 # API Gateway does not negotiate permessage-deflate; neither does this client,

@@ -43,24 +43,40 @@ def _uv() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("uv")
 
 
-def export_requirements(dependency_group: str) -> str:
-    """The locked, hashed requirements of one dependency group."""
+DependencyGroups = str | tuple[str, ...] | None
+"""One dependency group of pyproject.toml, several (installed together), or none."""
+
+
+def _groups(dependency_group: DependencyGroups) -> tuple[str, ...]:
+    if dependency_group is None:
+        return ()
+    return (dependency_group,) if isinstance(dependency_group, str) else dependency_group
+
+
+def _only_groups(dependency_group: DependencyGroups) -> list[str]:
+    return [flag for group in _groups(dependency_group) for flag in ("--only-group", group)]
+
+
+def export_requirements(dependency_group: DependencyGroups) -> str:
+    """The locked, hashed requirements of one or more dependency groups."""
     uv = _uv()
     if uv is None:
         raise RuntimeError("uv is not installed: run `make test` or `make synth` once")
     return subprocess.run(
-        [uv, "export", "--frozen", "--only-group", dependency_group, "--no-emit-project",
+        [uv, "export", "--frozen", *_only_groups(dependency_group), "--no-emit-project",
          "--no-header", "--quiet"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
 
 
-def bundle(output_dir: Path, *, packages: tuple[str, ...], dependency_group: str | None) -> None:
+def bundle(
+    output_dir: Path, *, packages: tuple[str, ...], dependency_group: DependencyGroups
+) -> None:
     """Write a Lambda asset: dependencies for the Lambda's platform, then the packages."""
     uv = _uv()
     if uv is None:
         raise RuntimeError("uv is not installed")
-    if dependency_group:
+    if _groups(dependency_group):
         with tempfile.TemporaryDirectory() as tmp:
             requirements = Path(tmp) / "requirements.txt"
             requirements.write_text(export_requirements(dependency_group))
@@ -107,7 +123,7 @@ def precompile(output_dir: Path) -> bool:
 
 @jsii.implements(ILocalBundling)
 class _LocalUvBundling:
-    def __init__(self, *, packages: tuple[str, ...], dependency_group: str | None) -> None:
+    def __init__(self, *, packages: tuple[str, ...], dependency_group: DependencyGroups) -> None:
         self._packages = packages
         self._dependency_group = dependency_group
 
@@ -119,15 +135,16 @@ class _LocalUvBundling:
 
 
 def function_code(
-    *, packages: tuple[str, ...], dependency_group: str | None = None
+    *, packages: tuple[str, ...], dependency_group: DependencyGroups = None
 ) -> lambda_.Code:
     """The asset of a function made of ``packages`` (folders of ``functions/``)."""
     copy = " && ".join(f"cp -r /asset-input/functions/{p} /asset-output/" for p in packages)
     install = (
-        f"pip install -q uv=={UV_VERSION} && uv export --frozen --only-group {dependency_group} "
+        f"pip install -q uv=={UV_VERSION} && uv export --frozen "
+        f"{' '.join(_only_groups(dependency_group))} "
         "--no-emit-project > /tmp/requirements.txt && "
         "pip install -q -r /tmp/requirements.txt -t /asset-output && "
-        if dependency_group
+        if _groups(dependency_group)
         else ""
     )
     return lambda_.Code.from_asset(

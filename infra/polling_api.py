@@ -11,8 +11,12 @@ stops before API Gateway gives up, never running on for a client that has gone.
 Stage throttling answers 429 with API Gateway's own body (HTTP APIs cannot
 customise it), before the function or the table sees the request.
 
-Access logs are JSON and record the path without its query string: a later
-``?token=`` must never reach a log.
+Auth: the function verifies every publish and read itself (``polling.auth``), with
+the settings and the read-only secret grant of the shared ``Auth``. An HTTP API
+JWT authorizer could check the signature before the function runs, but not which
+channels a token grants, and not the ``?token=`` a browser may send; the function
+would still have to. Access logs are JSON and record the path without its query
+string: a ``?token=`` never reaches a log.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from constructs import Construct
 
 from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.auth import Auth
 from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
 from polling.config import (
     CORS_ALLOW_HEADERS,
@@ -79,7 +84,7 @@ ACCESS_LOG_FORMAT = {
     "error": "$context.error.message",
 }
 """One JSON object per request. ``$context.path`` is the path alone: no query string, which
-may one day carry a token, and no headers."""
+may carry a token, and no headers."""
 
 
 class PollingApi(Construct):
@@ -87,6 +92,8 @@ class PollingApi(Construct):
 
     :param events_table: the event log's table; the function may read it with
         ``EVENTS_TABLE_READS`` and write it with ``EVENTS_TABLE_WRITES`` in transactions.
+    :param auth: how tokens are verified (``infra.auth.Auth``); the function gets its
+        settings and may read its secret.
     :param cors_allow_origins: origins allowed to call the API from a browser.
         Default: any (``polling.config.DEFAULT_CORS_ALLOW_ORIGINS``).
     :param throttling_rate_limit: steady requests per second for the stage. Default: 100.
@@ -106,6 +113,7 @@ class PollingApi(Construct):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         cors_allow_origins: Sequence[str] = DEFAULT_CORS_ALLOW_ORIGINS,
         throttling_rate_limit: int = 100,
         throttling_burst_limit: int = 200,
@@ -124,7 +132,10 @@ class PollingApi(Construct):
             description="Polling API: FastAPI behind Mangum on the event log",
             runtime=LAMBDA_RUNTIME,
             architecture=LAMBDA_ARCHITECTURE,
-            code=function_code(packages=("eventlog", "polling"), dependency_group="polling"),
+            code=function_code(
+                packages=("auth", "eventlog", "polling"),
+                dependency_group=("polling", *auth.dependency_groups),
+            ),
             handler="polling.handler.handler",
             memory_size=memory_size,
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS),
@@ -132,8 +143,10 @@ class PollingApi(Construct):
             environment={
                 "EVENTS_TABLE_NAME": events_table.table_name,
                 "CORS_ALLOW_ORIGINS": ",".join(cors_allow_origins),
+                **auth.environment,
             },
         )
+        auth.grant_verify(self.function)
         events_table.grant(self.function, *EVENTS_TABLE_READS)
         self.function.add_to_role_policy(
             iam.PolicyStatement(
@@ -217,9 +230,10 @@ class PollingStack(Stack):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.polling_api = PollingApi(self, "PollingApi", events_table=events_table)
+        self.polling_api = PollingApi(self, "PollingApi", events_table=events_table, auth=auth)
         # At the stack's top level, so the output key is exactly the contract's name.
         CfnOutput(self, endpoints.POLLING_API_URL, value=self.polling_api.url)

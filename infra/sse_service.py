@@ -31,9 +31,17 @@ endpoint (free, and it keeps the table's traffic off the internet). With private
 subnets you would add NAT (or interface endpoints for ECR, CloudWatch Logs and STS,
 about $7/month each per AZ) and drop the public IPs.
 
+Auth: the service verifies each stream's token itself (``sse_service.app``), with the
+settings and the read-only secret grant of the shared ``Auth`` on its task role.
+Its access log is off, and the load balancer's access logs are not enabled: both
+would record the ``?token=`` a browser's EventSource sends. Enable them only with a
+log pipeline that drops query strings.
+
 The listener is plain HTTP on port 80, because a certificate needs a domain. With
 HTTPS the ALB also speaks HTTP/2 to browsers, which lifts HTTP/1.1's limit of six
 connections per origin, the classic SSE pitfall when a page opens several streams.
+Without HTTPS, tokens cross the internet in the clear: put a certificate on the
+listener before real tokens go through it.
 
 The image is built from ``functions/`` (the build context) with
 ``functions/sse_service/Dockerfile``; ``cdk synth`` only stages it, ``cdk deploy``
@@ -58,12 +66,16 @@ from constructs import Construct
 
 from eventlog import endpoints
 from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS
+from infra.auth import Auth
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
 from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
 HEALTH_PATH = "/healthz"
+IMAGE_PACKAGES = ("auth", "eventlog", "sse_service")
+"""What the image copies from the build context (the Dockerfile's COPY lines)."""
+IMAGE_EXCLUDE = ["*", *(f"!{p}" for p in IMAGE_PACKAGES), "**/__pycache__", "**/*.pyc"]
 
 STOP_TIMEOUT_SECONDS = SSE_DRAIN_SECONDS + 10
 """SIGTERM to SIGKILL: the drain window plus margin for the last flush (Fargate allows 120)."""
@@ -78,11 +90,13 @@ CPU_TARGET_PERCENT = 60
 class SseService(Construct):
     """The SSE service, its load balancer and its network.
 
-    ``vpc``: an existing VPC to run in (it needs public subnets), or None (default)
-    for a new one as described in the module docstring. ``desired_count``,
-    ``max_count``: the scaling range (default 2 to 10 tasks, two so that a stopping
-    task's clients have somewhere to go). ``cpu`` and ``memory_mib``: one task
-    (default 1 vCPU, 2 GiB: SSE_MAX_STREAMS streams at ~50 KB each, with headroom).
+    ``auth``: how tokens are verified (``infra.auth.Auth``); the tasks get its
+    settings and may read its secret. ``vpc``: an existing VPC to run in (it needs
+    public subnets), or None (default) for a new one as described in the module
+    docstring. ``desired_count``, ``max_count``: the scaling range (default 2 to 10
+    tasks, two so that a stopping task's clients have somewhere to go). ``cpu`` and
+    ``memory_mib``: one task (default 1 vCPU, 2 GiB: SSE_MAX_STREAMS streams at ~50 KB
+    each, with headroom).
     """
 
     def __init__(
@@ -91,6 +105,7 @@ class SseService(Construct):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         vpc: ec2.IVpc | None = None,
         desired_count: int = 2,
         max_count: int = 10,
@@ -141,8 +156,8 @@ class SseService(Construct):
                 str(FUNCTIONS_DIR),
                 file=DOCKERFILE,
                 platform=ecr_assets.Platform.LINUX_ARM64,
-                # The image needs two packages; nothing else may change its hash.
-                exclude=["*", "!eventlog", "!sse_service", "**/__pycache__", "**/*.pyc"],
+                # The image needs three packages; nothing else may change its hash.
+                exclude=IMAGE_EXCLUDE,
                 ignore_mode=IgnoreMode.DOCKER,
             ),
             port_mappings=[ecs.PortMapping(container_port=SSE_PORT)],
@@ -150,6 +165,7 @@ class SseService(Construct):
                 "EVENTS_TABLE_NAME": events_table.table_name,
                 "SSE_METRICS_INTERVAL_SECONDS": "60",
                 "SSE_METRICS_SERVICE": metrics_service,
+                **auth.environment,
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="sse", log_group=self.log_group),
             health_check=ecs.HealthCheck(
@@ -166,6 +182,7 @@ class SseService(Construct):
         )
         # Read only, and only the two calls the service makes (EventLog.read and .head).
         events_table.grant(self.task_definition.task_role, "dynamodb:Query", "dynamodb:GetItem")
+        auth.grant_verify(self.task_definition.task_role)
 
         self.service = ecs.FargateService(
             self,
@@ -237,8 +254,9 @@ class SseStack(Stack):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.sse = SseService(self, "Sse", events_table=events_table)
+        self.sse = SseService(self, "Sse", events_table=events_table, auth=auth)
         CfnOutput(self, endpoints.SSE_URL, value=self.sse.url)

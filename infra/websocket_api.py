@@ -18,9 +18,14 @@ fails lands in an SQS queue instead of blocking the shard. A record older than
 the 2 h connection limit is dropped: every connection that could want it live
 has been closed by then, and any newer one gets it from its backlog.
 
-Auth seam: ``connect_authorizer`` puts a Lambda REQUEST authorizer on
-``$connect``; API Gateway then hands its context to every later route as
-``requestContext.authorizer``, where ``websocket_api.routes.authorize`` checks it.
+Auth: a Lambda REQUEST authorizer on ``$connect`` (``websocket_api.authorizer``), its
+identity source the ``token`` query parameter (a browser cannot set headers on a
+WebSocket): API Gateway answers 401 itself when it is missing, and otherwise passes
+the authorizer's context (the token's claims) to every later route as
+``requestContext.authorizer``, where ``websocket_api.routes.authorize`` checks each
+subscribe and publish. Only the authorizer verifies tokens, so only it bundles
+PyJWT and may read the signing secret; the route functions share a second, smaller
+asset. With auth off there is no authorizer.
 
 Not here: access logs. WebSocket APIs write them through the account-wide
 API Gateway CloudWatch role (``AWS::ApiGateway::Account``), which one stack
@@ -40,18 +45,22 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_apigatewayv2_authorizers import WebSocketLambdaAuthorizer
 from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
 from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
 from constructs import Construct
 
+from auth.config import AUTH_MODE_ENV
 from eventlog import endpoints
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra.auth import Auth
 from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
 from infra.tables import table_from_spec
 from websocket_api.config import (
     CONNECTIONS_TABLE_ENV,
     DEFAULT_FANOUT_WORKERS,
     FANOUT_WORKERS_ENV,
+    IDENTITY_SOURCE,
     MANAGEMENT_ENDPOINT_ENV,
 )
 from websocket_api.connections import BY_CONNECTION, CONNECTIONS_TABLE
@@ -83,7 +92,8 @@ class WebSocketApi(Construct):
     :param throttling_rate_limit: steady messages per second for the stage, connects
         included. Default: 500 (the account's default new-connection rate).
     :param throttling_burst_limit: burst for the stage. Default: 1,000.
-    :param connect_authorizer: an authorizer for ``$connect``. Default: none (open).
+    :param auth: how tokens are verified (``infra.auth.Auth``): the ``$connect``
+        authorizer gets its settings and may read its secret.
     :param fanout_batch_size: stream records per fan-out invocation. Default: 100.
         Smaller batches suit channels with many subscribers (each record is one
         post per subscriber, and a batch must finish within the timeout).
@@ -96,8 +106,9 @@ class WebSocketApi(Construct):
     :param log_retention: of every function's logs. Default: one month.
 
     Attributes: ``api``, ``stage``, ``url`` (``wss://...``), ``connections_table``,
-    ``route_functions`` (route key -> function), ``fanout_function``,
-    ``fanout_failures`` (the on-failure queue), ``fanout_source``.
+    ``route_functions`` (route key -> function), ``authorizer_function`` (None with
+    auth off), ``fanout_function``, ``fanout_failures`` (the on-failure queue),
+    ``fanout_source``.
     """
 
     def __init__(
@@ -106,10 +117,10 @@ class WebSocketApi(Construct):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         stage_name: str = "ws",
         throttling_rate_limit: int = 500,
         throttling_burst_limit: int = 1_000,
-        connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
         fanout_batch_size: int = 100,
         fanout_retry_attempts: int = 3,
         fanout_workers: int = DEFAULT_FANOUT_WORKERS,
@@ -118,8 +129,8 @@ class WebSocketApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._log_retention = log_retention
-        # One asset for every function: the same two packages, bundled once.
-        self._code = function_code(packages=("eventlog", "websocket_api"))
+        # One asset for every route and the fan-out: the same packages, no dependencies.
+        self._code = function_code(packages=("auth", "eventlog", "websocket_api"))
 
         self.connections_table = table_from_spec(
             self,
@@ -131,6 +142,8 @@ class WebSocketApi(Construct):
         environment = {
             "EVENTS_TABLE_NAME": events_table.table_name,
             CONNECTIONS_TABLE_ENV: self.connections_table.table_name,
+            # The routes check claims unless auth is off; they never see the secret.
+            AUTH_MODE_ENV: auth.config.mode,
         }
 
         self.route_functions: dict[str, lambda_.Function] = {}
@@ -143,6 +156,26 @@ class WebSocketApi(Construct):
                 timeout=SUBSCRIBE_TIMEOUT_SECONDS if name == "subscribe" else ROUTE_TIMEOUT_SECONDS,
                 memory_size=256,
                 environment=environment,
+            )
+
+        self.authorizer_function: lambda_.Function | None = None
+        connect_authorizer: WebSocketLambdaAuthorizer | None = None
+        if auth.config.mode != "off":
+            self.authorizer_function = self._function(
+                "ConnectAuthorizer",
+                handler="websocket_api.authorizer.handler",
+                description="WebSocket $connect authorizer: verifies ?token=",
+                timeout=ROUTE_TIMEOUT_SECONDS,
+                memory_size=256,
+                environment=dict(auth.environment),
+                code=function_code(
+                    packages=("auth", "eventlog", "websocket_api"),
+                    dependency_group=("websocket", *auth.dependency_groups),
+                ),
+            )
+            auth.grant_verify(self.authorizer_function)
+            connect_authorizer = WebSocketLambdaAuthorizer(
+                "TokenAuthorizer", self.authorizer_function, identity_source=[IDENTITY_SOURCE]
             )
 
         def integration(route_key: str) -> WebSocketLambdaIntegration:
@@ -226,6 +259,7 @@ class WebSocketApi(Construct):
         timeout: int,
         memory_size: int,
         environment: dict[str, str],
+        code: lambda_.Code | None = None,
     ) -> lambda_.Function:
         # Created here rather than left to Lambda, so it has a retention and goes with the stack.
         log_group = logs.LogGroup(
@@ -240,7 +274,7 @@ class WebSocketApi(Construct):
             description=description,
             runtime=LAMBDA_RUNTIME,
             architecture=LAMBDA_ARCHITECTURE,
-            code=self._code,
+            code=code or self._code,
             handler=handler,
             memory_size=memory_size,
             timeout=Duration.seconds(timeout),
@@ -289,10 +323,13 @@ class WebSocketStack(Stack):
         construct_id: str,
         *,
         events_table: dynamodb.ITable,
+        auth: Auth,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.websocket_api = WebSocketApi(self, "WebSocketApi", events_table=events_table)
+        self.websocket_api = WebSocketApi(
+            self, "WebSocketApi", events_table=events_table, auth=auth
+        )
         # At the stack's top level, so the output key is exactly the contract's name.
         CfnOutput(self, endpoints.WEBSOCKET_URL, value=self.websocket_api.url)
         CfnOutput(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from eventlog import endpoints
+from local.dev_secret import DEV_SECRET_FILE
 from local.stack import LocalConfig, Ports, configure_logging, serve_until_stopped
 from local.websocket_gateway import PortInUse
 
@@ -40,6 +41,20 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         help="where to write the endpoints file (default %(default)s)",
     )
     parser.add_argument(
+        "--auth",
+        choices=("on", "off"),
+        default=os.environ.get("LOCAL_AUTH") or "on",
+        help="on (default): every transport needs a token, signed with the development secret; "
+        "off: no auth at all, for a throwaway demo (or LOCAL_AUTH=off)",
+    )
+    parser.add_argument(
+        "--dev-secret-file",
+        type=Path,
+        default=DEV_SECRET_FILE,
+        metavar="PATH",
+        help="the development secret, created (mode 0600) if missing (default %(default)s)",
+    )
+    parser.add_argument(
         "--dynamodb-endpoint",
         default=os.environ.get("LOCAL_DYNAMODB_ENDPOINT"),
         help="use this DynamoDB instead of starting moto (tables are created if missing)",
@@ -56,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         ),
         outputs_file=args.outputs,
         dynamodb_endpoint=args.dynamodb_endpoint,
+        auth=args.auth == "on",
+        dev_secret_file=args.dev_secret_file,
     )
 
 

@@ -8,6 +8,13 @@
 | stream -> event source mapping -> fan-out | ``local.stream_mapping`` -> the same handler |
 | ALB -> Fargate SSE service            | the same FastAPI app under uvicorn             |
 | the demo page                         | the same static files                          |
+| Secrets Manager (the signing secret)  | ``.local/dev-secret``, generated once          |
+| the ``$connect`` Lambda authorizer    | the same handler, before the handshake         |
+
+Auth is on, as in a deployment (``local.dev_auth``): the demo page and the CLI get
+development tokens from ``POST /dev/token`` on the demo server. ``--auth off`` (or
+``make dev AUTH=off``) turns it off for a throwaway demo, and every server and the
+banner say so.
 
 Everything runs in one process and one event loop (the synchronous handlers in
 threads, as Lambda would run them in parallel environments), so Ctrl-C stops it
@@ -33,8 +40,19 @@ from typing import Any
 import httpx
 import uvicorn
 
+from auth.config import (
+    AUTH_AUDIENCE_ENV,
+    AUTH_ISSUER_ENV,
+    AUTH_JWKS_URL_ENV,
+    AUTH_MODE_ENV,
+    AUTH_SECRET_ARN_ENV,
+    AUTH_SECRET_ENV,
+    OFF_WARNING,
+)
 from eventlog import endpoints, schema
 from eventlog.config import Settings
+from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
+from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
 from local.websocket_gateway import PortInUse
 
 logger = logging.getLogger("local")
@@ -69,6 +87,9 @@ class LocalConfig:
     events_table: str = "events"
     connections_table: str = "connections"
     stream_poll_interval: float = 0.05
+    auth: bool = True
+    """Off only for a throwaway demo: then anyone on this machine may use every channel."""
+    dev_secret_file: Path = DEV_SECRET_FILE
 
 
 def bind(name: str, port: int) -> socket.socket:
@@ -100,6 +121,19 @@ class _EmbeddedServer(uvicorn.Server):
 
 def _port_of(sock: socket.socket) -> int:
     return int(sock.getsockname()[1])
+
+
+def _configure_auth(config: LocalConfig) -> str | None:
+    """Set the ``AUTH_*`` variables every verifier in this process reads; the secret, if on."""
+    for name in (AUTH_SECRET_ARN_ENV, AUTH_JWKS_URL_ENV, AUTH_AUDIENCE_ENV, AUTH_ISSUER_ENV):
+        os.environ.pop(name, None)  # a deployment's settings must not leak into the local stack
+    if not config.auth:
+        os.environ[AUTH_MODE_ENV] = "off"
+        os.environ.pop(AUTH_SECRET_ENV, None)
+        return None
+    secret = load_or_create_dev_secret(config.dev_secret_file)
+    os.environ.update({AUTH_MODE_ENV: "hs256", AUTH_SECRET_ENV: secret})
+    return secret
 
 
 def _configure_environment(config: LocalConfig, dynamodb_endpoint: str) -> None:
@@ -154,22 +188,21 @@ async def _wait_until_answering(url: str, *, within: float = 20.0) -> None:
             raise RuntimeError(f"{url} did not answer within {within:.0f} s") from None
 
 
-def _demo_app(outputs: dict[str, dict[str, str]]) -> Any:
+def _demo_app(outputs: dict[str, dict[str, str]], *, secret: str | None) -> Any:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
-    from starlette.routing import Mount, Route
+    from starlette.routing import BaseRoute, Mount, Route
     from starlette.staticfiles import StaticFiles
 
     async def config(_: Any) -> JSONResponse:
         # The page reads the same endpoints file the CLI and the tests read.
         return JSONResponse(outputs, headers={"Cache-Control": "no-store"})
 
-    return Starlette(
-        routes=[
-            Route("/outputs.json", config),
-            Mount("/", StaticFiles(directory=DEMO_DIR, html=True)),
-        ]
-    )
+    routes: list[BaseRoute] = [Route("/outputs.json", config)]
+    if secret is not None:
+        routes.append(dev_token_route(secret=secret))
+    routes.append(Mount("/", StaticFiles(directory=DEMO_DIR, html=True)))
+    return Starlette(routes=routes)
 
 
 @dataclass
@@ -214,17 +247,28 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             host, port = moto_server.get_host_and_port()
             dynamodb_endpoint = f"http://{host}:{port}"
         _configure_environment(config, dynamodb_endpoint)
+        secret = _configure_auth(config)
+        if secret is None:
+            logger.warning(OFF_WARNING)
         stream_arn = await asyncio.to_thread(_ensure_tables, config)
 
         import boto3
 
         from polling.app import create_app as create_polling_app
         from sse_service.app import create_app as create_sse_app
-        from websocket_api import fanout
+        from websocket_api import authorizer, fanout
+        from websocket_api.config import IDENTITY_SOURCE
         from websocket_api.routes import ROUTES
 
+        # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
+        authorizer.use_verifier(None)
         gateway = LocalWebSocketApi(
-            routes=ROUTES, host=HOST, port=ports.websocket, management_port=ports.management
+            routes=ROUTES,
+            host=HOST,
+            port=ports.websocket,
+            management_port=ports.management,
+            authorizer=authorizer.handler if config.auth else None,
+            identity_source=(IDENTITY_SOURCE,) if config.auth else (),
         )
         await gateway.start()
         stack.push_async_callback(gateway.stop)
@@ -255,14 +299,19 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             endpoints.SSE_STACK: {endpoints.SSE_URL: base["sse"]},
             endpoints.DEMO_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
         }
+        if secret is not None:
+            outputs[endpoints.DEMO_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = (
+                base["demo"] + DEV_TOKEN_PATH
+            )
         apps = {
             "polling": create_polling_app(),
             "sse": create_sse_app(),
-            "demo": _demo_app(outputs),
+            "demo": _demo_app(outputs, secret=secret),
         }
         servers = []
         for name, app in apps.items():
             server = _EmbeddedServer(
+                # No access log: browsers send tokens in query strings (the tests check it).
                 uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
             )
             servers.append(server)
@@ -303,6 +352,15 @@ async def serve_until_stopped(config: LocalConfig) -> None:
 
 def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> None:
     found = endpoints.Endpoints.from_outputs(outputs)
+    if config.auth:
+        auth = [
+            f"  auth           on: tokens signed with {config.dev_secret_file}",
+            f"  dev tokens     POST {found.dev_token_url}",
+            "                 or: .venv/bin/python -m client token --channel 'news*' --ttl 1h",
+        ]
+    else:
+        rule = "!" * 78
+        auth = [rule, f"  {OFF_WARNING}", rule]
     lines = [
         "",
         "Local stack is up (Ctrl-C stops everything):",
@@ -312,6 +370,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         f"  WebSocket API  {found.websocket_url}",
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
         f"  endpoints file {config.outputs_file}",
+        *auth,
         "",
         "Try: .venv/bin/python -m client subscribe news --transport sse",
         '     .venv/bin/python -m client publish news \'{"hello": "world"}\'',

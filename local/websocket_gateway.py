@@ -54,10 +54,11 @@ Where this differs from API Gateway, on purpose:
   string (API Gateway leaves the key out; ``event.get`` reads both the same).
   ``userAgent`` is in ``identity`` only when the client sent one.
   ``requestContext.authorizer`` has no ``integrationLatency``.
-- The authorizer is always called; API Gateway answers 401 without calling it
-  when a configured identity source (say ``route.request.querystring.token``)
-  is missing. A Deny is 403, ``Exception("Unauthorized")`` 401, any other
-  failure 500, as on AWS.
+- Identity sources: like API Gateway, the gateway answers 401 without calling the
+  authorizer when one of ``identity_source`` (``route.request.querystring.<name>``
+  or ``route.request.header.<name>``) is missing or empty; without identity
+  sources the authorizer is always called. A Deny is 403,
+  ``Exception("Unauthorized")`` 401, any other failure 500, as on AWS.
 - Close reasons in ``$disconnect`` are descriptive; API Gateway's texts are not
   documented beyond "Client-side close frame status not set" (1005). A
   ``DELETE /@connections/{id}`` closes with 1000.
@@ -89,7 +90,7 @@ import socket
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,6 +112,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from eventlog.config import (
+    WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES,
     WEBSOCKET_IDLE_TIMEOUT_SECONDS,
     WEBSOCKET_MAX_CONNECTION_SECONDS,
     WEBSOCKET_MAX_FRAME_BYTES,
@@ -133,9 +135,6 @@ INTEGRATION_TIMEOUT_SECONDS = 29
 """API Gateway's integration timeout for WebSocket APIs; here it bounds the handshake.
 Source: docs.aws.amazon.com/apigateway/latest/developerguide/
 apigateway-execution-service-websocket-limits-table.html"""
-
-AUTHORIZER_RESULT_MAX_BYTES = 8 * 1024
-"""A Lambda authorizer's result is at most 8 KB (same source); larger is a 500."""
 
 LOCAL_ACCOUNT_ID = "000000000000"
 
@@ -220,6 +219,7 @@ class LocalWebSocketApi:
         stage: str = "local",
         limits: GatewayLimits | None = None,
         authorizer: Authorizer | None = None,
+        identity_source: Sequence[str] = (),
         invocation_threads: int = 32,
     ) -> None:
         self.routes = dict(routes)
@@ -227,6 +227,10 @@ class LocalWebSocketApi:
         self.stage = stage
         self.limits = limits or GatewayLimits()
         self.authorizer = authorizer
+        for source in identity_source:
+            if not source.startswith(_IDENTITY_SOURCE_PREFIXES):
+                raise ValueError(f"unsupported identity source {source!r}")
+        self.identity_source = tuple(identity_source)
         self.api_id = "".join(
             secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10)
         )
@@ -405,6 +409,10 @@ class LocalWebSocketApi:
         context: dict[str, Any],
     ) -> dict[str, str]:
         assert self.authorizer is not None
+        if not all(
+            _identity(source, headers=headers, query=query) for source in self.identity_source
+        ):
+            raise _Rejection(401, "Unauthorized")  # API Gateway's own answer: no invocation
         method_arn = (
             f"arn:aws:execute-api:{self.region}:{LOCAL_ACCOUNT_ID}:"
             f"{self.api_id}/{self.stage}/{CONNECT}"
@@ -682,8 +690,10 @@ def authorizer_context(result: Any, *, method_arn: str) -> dict[str, str]:
     """
     if not isinstance(result, Mapping):
         raise _Rejection(500, "Internal Server Error")
-    if len(json.dumps(result, default=str)) > AUTHORIZER_RESULT_MAX_BYTES:
-        logger.error("the authorizer's result is over %d bytes", AUTHORIZER_RESULT_MAX_BYTES)
+    if len(json.dumps(result, default=str)) > WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES:
+        logger.error(
+            "the authorizer's result is over %d bytes", WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES
+        )
         raise _Rejection(500, "Internal Server Error")
     principal = result.get("principalId")
     policy = result.get("policyDocument")
@@ -701,6 +711,17 @@ def authorizer_context(result: Any, *, method_arn: str) -> dict[str, str]:
     passed = {str(key): _as_string(value) for key, value in context.items()}
     passed["principalId"] = str(principal)
     return passed
+
+
+_IDENTITY_SOURCE_PREFIXES = ("route.request.querystring.", "route.request.header.")
+
+
+def _identity(source: str, *, headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    """The value an identity source names in a ``$connect`` request ("" when missing)."""
+    if source.startswith("route.request.querystring."):
+        return query.get(source.removeprefix("route.request.querystring."), "")
+    name = source.removeprefix("route.request.header.").lower()
+    return next((value for key, value in headers.items() if key.lower() == name), "")
 
 
 def policy_allows(policy: Mapping[str, Any], resource: str) -> bool:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.auth_support import TEST_SECRET
+
 # The session-wide ``local_stack`` fixture for end-to-end and browser tests.
 pytest_plugins = ("tests.e2e_support",)
 
@@ -22,9 +24,20 @@ os.environ.update(
         # botocore 1.44 sends DynamoDB Streams calls to an account endpoint moto does not serve.
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        # Auth on, as by default, with a secret only tests use (tests/auth_support.py).
+        "AUTH_SECRET": TEST_SECRET,
     }
 )
-for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+for _name in (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AUTH_MODE",
+    "AUTH_SECRET_ARN",
+    "AUTH_JWKS_URL",
+    "AUTH_AUDIENCE",
+    "AUTH_ISSUER",
+):
     os.environ.pop(_name, None)
 
 

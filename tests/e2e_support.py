@@ -43,6 +43,8 @@ class LocalStack:
     outputs_file: Path
     outputs: dict[str, dict[str, str]]
     endpoints: Endpoints
+    log_file: Path
+    """Everything the stack printed: its logs, which must never show a token."""
 
 
 def _tail(path: Path, *, lines: int = 40) -> str:
@@ -90,6 +92,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
                 *ports,
                 "--outputs",
                 str(outputs_file),
+                # Auth on, as `make dev` runs it, with a secret of its own.
+                "--dev-secret-file",
+                str(folder / "dev-secret"),
             ],
             cwd=ROOT,
             env=env,
@@ -116,6 +121,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             outputs_file=outputs_file,
             outputs=outputs,
             endpoints=Endpoints.from_outputs(outputs),
+            log_file=log_file,
         )
     finally:
         _stop(process)

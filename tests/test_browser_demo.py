@@ -1,9 +1,10 @@
 """The demo page in a real browser: headless Chromium (Debian's), driven by Playwright.
 
-The page is loaded from the local stack, exactly as ``make dev`` serves it, and must
-show each published event once, in order, in all three panels, also across a dropped
-and resumed connection. Any console error on the page fails the test: a page that
-works but logs errors would hide the next real one.
+The page is loaded from the local stack, exactly as ``make dev`` serves it (auth on:
+the page fetches development tokens), and must show each published event once, in
+order, in all three panels, also across a dropped and resumed connection. Any
+console error on the page fails the test: a page that works but logs errors would
+hide the next real one.
 
 Chromium comes from the system (``apt-get install chromium``), never from a
 Playwright download: the test fails, not skips, where it is missing, because CI
@@ -43,6 +44,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+TOKEN_TTL = 3
+"""Seconds a development token lives in the expiry test."""
 EXPECT_TIMEOUT_MS = 10_000
 """How long an expectation waits for the page: generous, a loaded CI machine is slow."""
 
@@ -138,6 +141,8 @@ def test_every_panel_shows_each_event_once_also_across_a_dropped_connection(
     assert local_stack.endpoints.demo_url is not None
     tab.goto(local_stack.endpoints.demo_url)
     expect(tab.locator("#endpoints")).to_have_attribute("data-kind", "ok")
+    # Auth is on, as `make dev` runs it: the page fetched a development token.
+    expect(tab.locator("#endpoints")).to_contain_text("development tokens from the local stack")
     for transport in TRANSPORTS:
         expect_state(tab, transport, "open")
 
@@ -175,6 +180,28 @@ def test_every_panel_shows_each_event_once_also_across_a_dropped_connection(
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SCREENSHOT))
     print(f"screenshot: {SCREENSHOT}")
+
+
+def test_short_lived_tokens_are_renewed_and_an_expired_stream_resumes(
+    local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
+) -> None:
+    tab, _errors = page
+    assert local_stack.endpoints.demo_url is not None
+    # Every development token the page asks for lives 3 s instead of an hour.
+    tab.route(
+        "**/dev/token", lambda route: route.continue_(post_data=json.dumps({"ttl": TOKEN_TTL}))
+    )
+    tab.goto(local_stack.endpoints.demo_url)
+    for transport in TRANSPORTS:
+        expect_state(tab, transport, "open")
+    first = publish(tab, "before expiry")
+    # The SSE stream ends with `event: expired`; the page reconnects with a fresh token.
+    notices = panel(tab, "sse").locator("li.notice").filter(has_text="token expired")
+    expect(notices.first).to_be_visible(timeout=(TOKEN_TTL + 5) * 1000)
+    second = publish(tab, "after expiry")
+    for transport in TRANSPORTS:
+        expect_row(tab, transport, second, "after expiry")
+        assert seqs(tab, transport) == [first, second], transport
 
 
 def test_a_refused_publish_shows_the_problem_detail(

@@ -8,16 +8,28 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
+from auth.claims import grant
 from client.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
 from eventlog.config import Settings
-from eventlog.endpoints import LOCAL_OUTPUTS_FILE, POLLING_API_URL, POLLING_STACK, SSE_STACK
+from eventlog.endpoints import (
+    DEMO_STACK,
+    LOCAL_DEV_TOKEN_URL,
+    LOCAL_OUTPUTS_FILE,
+    POLLING_API_URL,
+    POLLING_STACK,
+    SSE_STACK,
+)
 from eventlog.log import EventLog
+from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from polling.app import create_app
+from tests.auth_support import TEST_SECRET, token, verifier
 from tests.client_support import RETENTION_SECONDS, Clock, live
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +171,34 @@ def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
 
 
 @pytest.fixture
-def endpoints_file(event_log: EventLog, tmp_path: Path) -> Iterator[str]:
-    with live(create_app(log=event_log)) as server:
-        # An output may sit in any stack: the file is found by output key.
-        yield outputs_file(
-            tmp_path, {SSE_STACK: {}, POLLING_STACK: {POLLING_API_URL: server.url("")}}
-        )
+def servers(event_log: EventLog) -> Iterator[tuple[str, str]]:
+    """The polling API (auth on, the tests' secret), and a dev token endpoint for it."""
+    with (
+        live(create_app(log=event_log)) as polling,
+        live(FastAPI(routes=[dev_token_route(secret=TEST_SECRET)])) as tokens,
+    ):
+        yield polling.url(""), tokens.url(DEV_TOKEN_PATH)
+
+
+@pytest.fixture
+def endpoints_file(servers: tuple[str, str], tmp_path: Path) -> str:
+    """As the local stack writes it: with the development token endpoint."""
+    polling_url, token_url = servers
+    # An output may sit in any stack: the file is found by output key.
+    return outputs_file(
+        tmp_path,
+        {
+            SSE_STACK: {},
+            POLLING_STACK: {POLLING_API_URL: polling_url},
+            DEMO_STACK: {LOCAL_DEV_TOKEN_URL: token_url},
+        },
+    )
+
+
+@pytest.fixture
+def deployed_file(servers: tuple[str, str], tmp_path: Path) -> str:
+    """As ``cdk deploy`` writes it: no token endpoint."""
+    return outputs_file(tmp_path, {POLLING_STACK: {POLLING_API_URL: servers[0]}})
 
 
 def test_publish_prints_the_event(endpoints_file: str) -> None:
@@ -196,3 +230,88 @@ def test_a_refusal_exits_1_with_the_problem(endpoints_file: str) -> None:
     assert status == EXIT_FAILED
     assert out == ""
     assert "413 event_too_large" in err
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def test_against_the_local_stack_a_token_for_just_the_channel_is_fetched(
+    endpoints_file: str, event_log: EventLog
+) -> None:
+    status, out, err = run("publish", "news", "1", "--endpoints", endpoints_file)
+    assert (status, err) == (0, "")
+    assert json.loads(out)["seq"] == 1
+
+
+def test_without_a_token_endpoint_the_cli_says_to_pass_one(deployed_file: str) -> None:
+    status, out, err = run("publish", "news", "1", "--endpoints", deployed_file)
+    assert status == EXIT_FAILED
+    assert out == ""
+    assert "401 unauthorized" in err
+    assert "pass --token" in err
+    status, out, err = run(
+        "publish",
+        "news",
+        "2",
+        "--endpoints",
+        deployed_file,
+        "--token",
+        token(grant("news", "publish")),
+    )
+    assert (status, err) == (0, "")
+    status, _, err = run(
+        "subscribe",
+        "news",
+        "--after",
+        "0",
+        "--endpoints",
+        deployed_file,
+        "--token",
+        token(grant("news", "publish")),
+    )
+    assert status == EXIT_FAILED
+    assert "403 forbidden" in err
+
+
+def test_the_token_command_signs_with_the_secret_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "dev-secret"
+    secret_file.write_text(TEST_SECRET + "\n")
+    status, out, err = run(
+        "token",
+        "--channel",
+        "news*",
+        "--channel",
+        "chat",
+        "--scope",
+        "subscribe",
+        "--ttl",
+        "15m",
+        "--secret-file",
+        str(secret_file),
+    )
+    assert (status, err) == (0, "")
+    claims = verifier().verify(out.strip())
+    assert claims.subject == "dev"
+    assert claims.grants == (grant("news*", "subscribe"), grant("chat", "subscribe"))
+    assert claims.expires_at is not None
+    assert 14 * 60 < claims.expires_at - time.time() <= 15 * 60 + 1  # exp is rounded up
+    status, out, _ = run("token", "--secret-file", str(secret_file))
+    assert verifier().verify(out.strip()).grants == (grant("*", "subscribe", "publish"),)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["token", "--secret-file", "/nonexistent/dev-secret"], "make dev"),
+        (["token", "--channel", "a b"], "pattern"),
+        (["token", "--ttl", "2d"], "lifetime"),
+        (["token", "--scope", "admin"], "invalid choice"),
+    ],
+)
+def test_token_command_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(*argv)
+    assert status == EXIT_USAGE
+    assert out == ""
+    assert message in err + capsys.readouterr().err

@@ -16,6 +16,7 @@ from eventlog.config import MAX_EVENT_BYTES, Settings
 from eventlog.endpoints import Endpoints
 from eventlog.log import EventLog
 from polling.app import create_app
+from tests.auth_support import ALL_ACCESS
 from tests.client_support import RETENTION_SECONDS, Clock, eventually, live, seqs, take
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +48,7 @@ def endpoints(event_log: EventLog) -> Iterator[Endpoints]:
 
 
 async def test_publish_then_read_everything_retained_in_order(endpoints: Endpoints) -> None:
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         published = [await transport.publish("news", {"n": n}) for n in range(3)]
         assert seqs(published) == [1, 2, 3]
         assert published[0].data == {"n": 0}
@@ -63,7 +64,7 @@ async def test_publish_then_read_everything_retained_in_order(endpoints: Endpoin
 
 async def test_live_only_starts_at_the_head(endpoints: Endpoints, event_log: EventLog) -> None:
     event_log.publish("news", "before")
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
         assert subscription.position == 1  # confirmed at the head before subscribe() returned
         published = [await transport.publish("news", n) for n in range(2)]
@@ -71,7 +72,7 @@ async def test_live_only_starts_at_the_head(endpoints: Endpoints, event_log: Eve
 
 
 async def test_a_dropped_connection_resumes_without_loss_or_repeat(endpoints: Endpoints) -> None:
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=0)
         first = [await transport.publish("news", n) for n in range(2)]
         assert await take(subscription, 2) == first
@@ -83,7 +84,7 @@ async def test_a_dropped_connection_resumes_without_loss_or_repeat(endpoints: En
 
 
 async def test_publishers_racing_are_read_once_each_in_order(endpoints: Endpoints) -> None:
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=0)
         published = await asyncio.gather(*(transport.publish("news", n) for n in range(12)))
         assert sorted(seqs(list(published))) == list(range(1, 13))
@@ -100,7 +101,7 @@ async def test_an_expired_cursor_is_reset_to_the_oldest_retained(
     clock.advance(RETENTION_SECONDS + 1)
     retained = [event_log.publish("news", n) for n in range(3, 5)]
     seen: list[Reset] = []
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=1, on_reset=seen.append)
         assert await take(subscription, 2) == retained
     assert seen == subscription.resets == [Reset(channel="news", after=1, oldest=4)]
@@ -109,7 +110,7 @@ async def test_an_expired_cursor_is_reset_to_the_oldest_retained(
 
 
 async def test_an_unchanged_empty_read_is_a_304(endpoints: Endpoints) -> None:
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("quiet")
         # The first read (no wait) and the next (1 s long poll) find the same nothing.
         await eventually(lambda: subscription.stats.not_modified >= 1, what="a 304")
@@ -118,7 +119,7 @@ async def test_an_unchanged_empty_read_is_a_304(endpoints: Endpoints) -> None:
 
 
 async def test_refusals_are_problems_with_their_code(endpoints: Endpoints) -> None:
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         with pytest.raises(ClientError) as too_large:
             await transport.publish("news", "x" * MAX_EVENT_BYTES)
         assert (too_large.value.status, too_large.value.code) == (413, "event_too_large")
@@ -144,7 +145,7 @@ async def test_an_unreachable_api_fails_subscribe_instead_of_hanging() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     endpoints = Endpoints(polling_api_url=f"http://127.0.0.1:{port}")
-    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+    async with open_transport("polling", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         with pytest.raises(ClientError) as subscribing:
             await transport.subscribe("news")
         assert (subscribing.value.status, subscribing.value.code) == (None, "unreachable")
@@ -152,3 +153,29 @@ async def test_an_unreachable_api_fails_subscribe_instead_of_hanging() -> None:
             await transport.publish("news", 1)
         assert publishing.value.code == "unreachable"
         assert not transport.subscriptions
+
+
+async def test_a_token_provider_is_asked_for_every_request(endpoints: Endpoints) -> None:
+    asked = 0
+
+    async def provider() -> str:
+        nonlocal asked
+        asked += 1
+        return ALL_ACCESS
+
+    async with open_transport("polling", endpoints, token=provider, options=OPTIONS) as transport:
+        await transport.publish("news", 1)
+        subscription = await transport.subscribe("news", after=0)
+        await take(subscription, 1)
+        requests = transport.stats.requests + subscription.stats.requests
+    assert asked >= requests >= 2
+
+
+async def test_without_a_token_the_refusal_is_401(endpoints: Endpoints) -> None:
+    async with open_transport("polling", endpoints, options=OPTIONS) as transport:
+        with pytest.raises(ClientError) as refused:
+            await transport.subscribe("news")
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+        with pytest.raises(ClientError) as refused:
+            await transport.publish("news", 1)
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")

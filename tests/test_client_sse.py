@@ -13,18 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fastapi import Request
+from fastapi import FastAPI, Request
 
+from auth.claims import all_channels
+from auth.tokens import issue_token
 from client import ClientError, ClientOptions, Reset, open_transport
+from client.auth import DevTokens
 from client.sse import SseSubscription
 from eventlog.config import Settings
 from eventlog.endpoints import Endpoints
 from eventlog.errors import EventLogError
 from eventlog.log import EventLog
+from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from polling.app import create_app as create_polling_app
-from sse_service.app import StreamGate, StreamGrant, open_gate
+from sse_service.app import StreamGate, StreamGrant, open_gate, token_gate
 from sse_service.app import create_app as create_sse_app
 from sse_service.settings import ServiceSettings
+from tests.auth_support import ALL_ACCESS, TEST_SECRET, verifier
 from tests.client_support import RETENTION_SECONDS, Clock, eventually, live, seqs, take
 from tests.sse_support import LiveServer
 
@@ -110,7 +115,7 @@ def serve(event_log: EventLog) -> Iterator[Serve]:
 async def test_backlog_then_live_events_in_order(serve: Serve, event_log: EventLog) -> None:
     endpoints = serve().endpoints
     before = [event_log.publish("news", n) for n in range(3)]
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=1)
         assert await take(subscription, 2) == before[1:]
         published = [await transport.publish("news", n) for n in range(3, 6)]  # over polling
@@ -125,7 +130,7 @@ async def test_live_only_starts_at_the_head_from_the_preamble(
 ) -> None:
     endpoints = serve().endpoints
     event_log.publish("news", "before")
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
         assert subscription.position == 1  # the preamble's id
         published = await transport.publish("news", "after")
@@ -134,7 +139,9 @@ async def test_live_only_starts_at_the_head_from_the_preamble(
 
 async def test_a_dropped_stream_resumes_from_last_event_id(serve: Serve) -> None:
     stack = serve()
-    async with open_transport("sse", stack.endpoints, options=OPTIONS) as transport:
+    async with open_transport(
+        "sse", stack.endpoints, token=ALL_ACCESS, options=OPTIONS
+    ) as transport:
         subscription = await transport.subscribe("news", after=0)
         first = [await transport.publish("news", n) for n in range(2)]
         assert await take(subscription, 2) == first
@@ -152,7 +159,9 @@ async def test_a_dropped_stream_resumes_from_last_event_id(serve: Serve) -> None
 async def test_a_stream_the_server_cuts_is_resumed(serve: Serve) -> None:
     """The server cuts a subscriber off (as one too slow to keep up); the client resumes."""
     stack = serve()
-    async with open_transport("sse", stack.endpoints, options=OPTIONS) as transport:
+    async with open_transport(
+        "sse", stack.endpoints, token=ALL_ACCESS, options=OPTIONS
+    ) as transport:
         subscription = await transport.subscribe("news")
         first = await transport.publish("news", 1)
         assert await take(subscription, 1) == [first]
@@ -174,7 +183,7 @@ async def test_an_expired_cursor_gets_the_reset_and_continues(
     clock.advance(RETENTION_SECONDS + 1)
     retained = [event_log.publish("news", n) for n in range(3, 5)]
     seen: list[Reset] = []
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=0, on_reset=seen.append)
         assert await take(subscription, 2) == retained
         assert seen == [Reset(channel="news", after=0, oldest=4)]
@@ -188,7 +197,7 @@ async def test_an_expired_cursor_gets_the_reset_and_continues(
 
 async def test_a_full_server_is_waited_out_with_retry_after(serve: Serve) -> None:
     endpoints = serve(max_streams=1).endpoints
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         occupant = await transport.subscribe("news")
         task = asyncio.create_task(transport.subscribe("other"))
         await eventually(
@@ -217,7 +226,7 @@ async def test_a_refused_stream_raises_the_problem(serve: Serve) -> None:
         return StreamGrant()
 
     endpoints = serve(gate=gate).endpoints
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         with pytest.raises(ClientError) as refused:
             await transport.subscribe("secret.plans", after=0)
         assert (refused.value.status, refused.value.code) == (403, "forbidden")
@@ -227,7 +236,7 @@ async def test_a_refused_stream_raises_the_problem(serve: Serve) -> None:
 
 async def test_heartbeats_are_counted(serve: Serve) -> None:
     endpoints = serve(heartbeat_seconds=0.05).endpoints
-    async with open_transport("sse", endpoints, options=OPTIONS) as transport:
+    async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
         await eventually(lambda: subscription.stats.heartbeats >= 2, what="two heartbeats")
 
@@ -235,6 +244,40 @@ async def test_heartbeats_are_counted(serve: Serve) -> None:
 async def test_publishing_needs_the_polling_api(serve: Serve) -> None:
     endpoints = serve().endpoints
     sse_only = Endpoints(sse_url=endpoints.sse_url)
-    async with open_transport("sse", sse_only, options=OPTIONS) as transport:
+    async with open_transport("sse", sse_only, token=ALL_ACCESS, options=OPTIONS) as transport:
         with pytest.raises(ValueError, match="PollingApiUrl"):
             await transport.publish("news", 1)
+
+
+# --- tokens that expire -------------------------------------------------------------------------
+
+
+async def test_a_provider_s_fresh_token_carries_the_subscription_past_expiry(
+    serve: Serve, event_log: EventLog
+) -> None:
+    stack = serve(gate=token_gate(verifier()))
+    with live(FastAPI(routes=[dev_token_route(secret=TEST_SECRET)])) as issuer:
+        tokens = DevTokens(issuer.url(DEV_TOKEN_PATH), ttl_seconds=2)
+        async with open_transport("sse", stack.endpoints, token=tokens, options=OPTIONS) as sse:
+            subscription = await sse.subscribe("news")
+            first = event_log.publish("news", "first")
+            assert await take(subscription, 1) == [first]
+            await eventually(lambda: subscription.stats.expirations >= 1, what="an expiry")
+            second = event_log.publish("news", "second")
+            assert await take(subscription, 1) == [second]
+    assert tokens.issued >= 2
+    # The reconnect after the expiry resumed from the stream's position, at once.
+    resumed = [s for s in stack.streams if s["last_event_id"] is not None]
+    assert resumed
+    assert resumed[0]["last_event_id"] == str(first.seq)
+
+
+async def test_an_expired_fixed_token_ends_the_subscription_with_401(serve: Serve) -> None:
+    stack = serve(gate=token_gate(verifier()))
+    short = issue_token(secret=TEST_SECRET, subject="a", grants=all_channels(), ttl_seconds=2)
+    async with open_transport("sse", stack.endpoints, token=short.token, options=OPTIONS) as sse:
+        subscription = await sse.subscribe("news")
+        with pytest.raises(ClientError) as refused:
+            await take(subscription, 1)
+        assert (refused.value.status, refused.value.code) == (401, "unauthorized")
+        assert subscription.stats.expirations == 1

@@ -1,9 +1,11 @@
 """End to end: real clients against the running local stack (``python -m local``).
 
 The tests find the stack through its endpoints file only, so the same tests run
-against a deployed stack: ``E2E_OUTPUTS_FILE=.local/deployed-outputs.json``. The
-one test that looks behind the transports (the stale-connection cleanup) needs
-the tables' DynamoDB endpoint, which only the local stack writes.
+against a deployed stack: ``E2E_OUTPUTS_FILE=.local/deployed-outputs.json`` and a
+token that may do everything in ``E2E_TOKEN`` (the local stack, with auth on as
+``make dev`` runs it, issues development tokens itself). The tests that look behind
+the transports (the stale-connection cleanup, the stack's own logs) need what only
+the local stack writes.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import pytest
 import websockets
 
 from client import ClientError, open_transport
+from client.auth import Credentials, DevTokens, TokenSource
 from client.base import Subscription
 from client.transports import TransportName
+from client.websocket import with_token
 from eventlog import endpoints
 from eventlog.endpoints import Endpoints
 from eventlog.events import Event
@@ -60,6 +64,21 @@ def found(outputs: dict[str, Any]) -> Endpoints:
     return Endpoints.from_outputs(outputs)
 
 
+@pytest.fixture(scope="session")
+def token(found: Endpoints, deployed_outputs: Path | None) -> TokenSource:
+    """Every scope on every channel: the deployment's ``E2E_TOKEN``, or the local stack's."""
+    if deployed_outputs:
+        return os.environ["E2E_TOKEN"]
+    assert found.dev_token_url, "the local stack runs with auth on and issues dev tokens"
+    return DevTokens(found.dev_token_url)
+
+
+async def a_token(source: TokenSource) -> str:
+    value = await Credentials(source).token()
+    assert value
+    return value
+
+
 @pytest.fixture
 def channel() -> str:
     """A fresh channel per test, so tests never see each other's events."""
@@ -75,12 +94,12 @@ async def take(subscription: Subscription, count: int, *, within: float = 20.0) 
 
 
 async def test_one_event_published_once_arrives_on_every_transport(
-    found: Endpoints, channel: str
+    found: Endpoints, channel: str, token: TokenSource
 ) -> None:
     async with (
-        open_transport("polling", found) as polling,
-        open_transport("sse", found) as sse,
-        open_transport("websocket", found) as websocket,
+        open_transport("polling", found, token=token) as polling,
+        open_transport("sse", found, token=token) as sse,
+        open_transport("websocket", found, token=token) as websocket,
     ):
         subscriptions = [
             await transport.subscribe(channel) for transport in (polling, sse, websocket)
@@ -95,12 +114,12 @@ async def test_one_event_published_once_arrives_on_every_transport(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_forced_disconnect_loses_and_repeats_nothing(
-    found: Endpoints, channel: str, transport: TransportName
+    found: Endpoints, channel: str, transport: TransportName, token: TokenSource
 ) -> None:
     total = 30
     async with (
-        open_transport(transport, found) as subscriber,
-        open_transport("polling", found) as publisher,
+        open_transport(transport, found, token=token) as subscriber,
+        open_transport("polling", found, token=token) as publisher,
     ):
         subscription = await subscriber.subscribe(channel, after=0)
 
@@ -131,7 +150,7 @@ async def test_a_forced_disconnect_loses_and_repeats_nothing(
 
 
 async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
-    outputs: dict[str, Any], found: Endpoints, channel: str
+    outputs: dict[str, Any], found: Endpoints, channel: str, token: TokenSource
 ) -> None:
     log_outputs = outputs.get(endpoints.EVENT_LOG_STACK, {})
     if endpoints.LOCAL_DYNAMODB_ENDPOINT not in log_outputs:
@@ -155,7 +174,7 @@ async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
     connections.connect(ghost, connected_at_ms=now_ms)
     connections.subscribe(ghost, channel, connected_at_ms=now_ms)
 
-    async with open_transport("websocket", found) as live:
+    async with open_transport("websocket", found, token=token) as live:
         subscription = await live.subscribe(channel)
         published = await live.publish(channel, "after the ghost left")
         assert await take(subscription, 1) == [published]
@@ -171,9 +190,12 @@ async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
     assert ghost not in [c for page in connections.subscribers(channel) for c in page]
 
 
-async def test_bad_input_gets_a_problem_on_polling(found: Endpoints) -> None:
+async def test_bad_input_gets_a_problem_on_polling(found: Endpoints, token: TokenSource) -> None:
     assert found.polling_api_url
-    async with httpx.AsyncClient(base_url=found.polling_api_url, timeout=10) as http:
+    headers = {"Authorization": f"Bearer {await a_token(token)}"}
+    async with httpx.AsyncClient(
+        base_url=found.polling_api_url, timeout=10, headers=headers
+    ) as http:
         response = await http.post("/channels/no%20spaces/events", json={"data": 1})
         assert response.status_code == 400
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -184,18 +206,22 @@ async def test_bad_input_gets_a_problem_on_polling(found: Endpoints) -> None:
         assert response.json()["code"] == "invalid_cursor"
 
 
-async def test_bad_input_gets_a_problem_on_sse(found: Endpoints) -> None:
+async def test_bad_input_gets_a_problem_on_sse(found: Endpoints, token: TokenSource) -> None:
     assert found.sse_url
+    headers = {"Authorization": f"Bearer {await a_token(token)}", "Last-Event-ID": "soon"}
     async with httpx.AsyncClient(base_url=found.sse_url, timeout=10) as http:
-        response = await http.get("/channels/news/stream", headers={"Last-Event-ID": "soon"})
+        response = await http.get("/channels/news/stream", headers=headers)
         assert response.status_code == 400
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["code"] == "invalid_cursor"
 
 
-async def test_bad_input_gets_an_error_frame_on_websocket(found: Endpoints) -> None:
+async def test_bad_input_gets_an_error_frame_on_websocket(
+    found: Endpoints, token: TokenSource
+) -> None:
     assert found.websocket_url
-    async with websockets.connect(found.websocket_url) as socket:
+    url = with_token(found.websocket_url, await a_token(token))
+    async with websockets.connect(url) as socket:
         await socket.send("not json")
         frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert (frame["type"], frame["code"]) == ("error", "bad_json")
@@ -207,8 +233,10 @@ async def test_bad_input_gets_an_error_frame_on_websocket(found: Endpoints) -> N
         assert json.loads(await asyncio.wait_for(socket.recv(), 10)) == {"type": "pong"}
 
 
-async def test_the_client_refuses_bad_input_before_sending(found: Endpoints) -> None:
-    async with open_transport("polling", found) as polling:
+async def test_the_client_refuses_bad_input_before_sending(
+    found: Endpoints, token: TokenSource
+) -> None:
+    async with open_transport("polling", found, token=token) as polling:
         with pytest.raises(ClientError) as refused:
             await polling.publish("bad channel", 1)
         assert refused.value.code == "invalid_channel"
@@ -219,3 +247,127 @@ def test_the_endpoints_file_has_every_contract_key(found: Endpoints) -> None:
     assert found.sse_url
     assert found.websocket_url
     assert found.websocket_url.startswith(("ws://", "wss://"))
+
+
+# --- Auth ---------------------------------------------------------------------------------------
+
+
+async def test_nothing_answers_without_a_valid_token(found: Endpoints, channel: str) -> None:
+    assert found.polling_api_url
+    assert found.sse_url
+    assert found.websocket_url
+    bad = {"no token": {}, "a forged token": {"token": "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"}}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, params in bad.items():
+            requests = [
+                http.build_request(
+                    "GET", f"{found.polling_api_url}/channels/{channel}/events", params=params
+                ),
+                http.build_request(
+                    "POST",
+                    f"{found.polling_api_url}/channels/{channel}/events",
+                    params=params,
+                    json={"data": 1},
+                ),
+                http.build_request(
+                    "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
+                ),
+            ]
+            for request in requests:
+                response = await http.send(request)
+                assert response.status_code == 401, (name, request.method, request.url.path)
+                assert response.json()["code"] == "unauthorized"
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(with_token(found.websocket_url, params.get("token"))):
+                    pass
+            assert refused.value.response.status_code == 401, name
+        # Open without a token: health checks.
+        assert (await http.get(f"{found.polling_api_url}/healthz")).status_code == 200
+        assert (await http.get(f"{found.sse_url}/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_token_for_another_channel_is_forbidden(
+    found: Endpoints, channel: str, transport: TransportName, deployed_outputs: Path | None
+) -> None:
+    if deployed_outputs:
+        pytest.skip("needs the local stack's development tokens")
+    assert found.dev_token_url
+    elsewhere = DevTokens(
+        found.dev_token_url,
+        channels=[{"pattern": "elsewhere*", "scopes": ["subscribe", "publish"]}],
+    )
+    async with open_transport(transport, found, token=elsewhere) as client:
+        with pytest.raises(ClientError) as refused:
+            await client.subscribe(channel)
+        assert refused.value.code == "forbidden"
+        with pytest.raises(ClientError) as refused:
+            await client.publish(channel, "not allowed")
+        assert refused.value.code == "forbidden"
+
+
+async def test_an_sse_stream_outlives_its_token_with_a_fresh_one(
+    found: Endpoints, channel: str, token: TokenSource, deployed_outputs: Path | None
+) -> None:
+    if deployed_outputs:
+        pytest.skip("needs the local stack's development tokens")
+    assert found.dev_token_url
+    short = DevTokens(
+        found.dev_token_url, channels=[{"pattern": channel, "scopes": ["subscribe"]}], ttl_seconds=2
+    )
+    async with (
+        open_transport("sse", found, token=short) as subscriber,
+        open_transport("polling", found, token=token) as publisher,
+    ):
+        subscription = await subscriber.subscribe(channel)
+        before = await publisher.publish(channel, "before the token expires")
+        assert await take(subscription, 1) == [before]
+        async with asyncio.timeout(10):
+            while subscription.stats.expirations == 0:  # noqa: ASYNC110 - a counter the client owns
+                await asyncio.sleep(0.05)
+        after = await publisher.publish(channel, "after it expired")
+        assert await take(subscription, 1) == [after]
+        assert short.issued >= 2
+        print(f"stream stats across the expiry: {subscription.stats.as_dict()}")
+        await subscription.close()
+
+
+async def test_the_stack_never_logs_a_token(
+    request: pytest.FixtureRequest, found: Endpoints, channel: str, deployed_outputs: Path | None
+) -> None:
+    if deployed_outputs:
+        pytest.skip("reads the local stack's own output")
+    stack: LocalStack = request.getfixturevalue("local_stack")
+    assert found.dev_token_url
+    assert found.polling_api_url
+    assert found.sse_url
+    assert found.websocket_url
+    value = await a_token(DevTokens(found.dev_token_url))
+    refused_value = value[:-4] + "AAAA"  # a wrongly signed one is refused, and not logged either
+    async with httpx.AsyncClient(timeout=10) as http:
+        for secret in (value, refused_value):
+            params = {"after": "0", "token": secret}
+            await http.get(f"{found.polling_api_url}/channels/{channel}/events", params=params)
+            await http.post(
+                f"{found.polling_api_url}/channels/{channel}/events",
+                params=params,
+                json={"data": 1},
+            )
+            async with http.stream(
+                "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
+            ) as stream:
+                assert stream.status_code in (200, 401)
+    async with websockets.connect(with_token(found.websocket_url, value)) as socket:
+        await socket.send(json.dumps({"action": "subscribe", "channel": channel}))
+        assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "subscribed"
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(with_token(found.websocket_url, refused_value)):
+            pass
+    await asyncio.sleep(0.5)  # the stack writes $disconnect's log line after the close
+    logs = stack.log_file.read_text()
+    assert "$disconnect" in logs  # the stack did log these requests
+    assert "refused before the handshake: 401" in logs
+    for secret in (value, refused_value):
+        assert secret not in logs
+        assert secret.split(".")[2] not in logs  # not even the signature alone

@@ -34,7 +34,7 @@ ELF_MACHINE_AARCH64 = 183  # e_machine of an ELF object built for arm64
 @pytest.fixture(scope="module")
 def asset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("polling-asset")
-    bundle(output, packages=("eventlog", "polling"), dependency_group="polling")
+    bundle(output, packages=("auth", "eventlog", "polling"), dependency_group="polling")
     return output
 
 
@@ -47,8 +47,11 @@ def elf_machine(path: Path) -> int:
 def test_the_asset_has_the_handler_and_the_runtime_packages(asset: Path) -> None:
     assert (asset / "polling" / "handler.py").is_file()
     assert (asset / "eventlog" / "log.py").is_file()
-    for package in ("fastapi", "mangum", "starlette", "pydantic", "pydantic_core", "anyio"):
+    assert (asset / "auth" / "verifier.py").is_file()
+    for package in ("fastapi", "mangum", "starlette", "pydantic", "pydantic_core", "anyio", "jwt"):
         assert (asset / package / "__init__.py").is_file(), package
+    # HS256 needs no cryptography: only a JWKS deployment adds the "jwks" group.
+    assert not (asset / "cryptography").exists()
 
 
 def test_native_code_is_built_for_lambda(asset: Path) -> None:

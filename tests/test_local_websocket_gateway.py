@@ -776,12 +776,15 @@ def test_logs_show_connections_and_routes_but_never_query_strings(
 # --- The real routes, on moto -------------------------------------------------------------------
 
 
-def test_the_real_routes_run_behind_the_gateway(
+def test_the_real_routes_run_behind_the_gateway_with_the_real_authorizer(
     start_gateway: StartGateway, dynamodb: Any, events_table: str, connections_table: str
 ) -> None:
+    from auth.claims import grant
     from eventlog import EventLog
     from eventlog.config import Settings
-    from websocket_api import routes
+    from tests.auth_support import bad_tokens, token, verifier
+    from websocket_api import authorizer, routes
+    from websocket_api.config import IDENTITY_SOURCE
     from websocket_api.connections import Connections
 
     routes.use_services(
@@ -793,9 +796,23 @@ def test_the_real_routes_run_behind_the_gateway(
             ),
         )
     )
+    authorizer.use_verifier(verifier())
     try:
-        running = start_gateway(routes=routes.ROUTES)
-        with running.connect("/local") as ws:
+        running = start_gateway(
+            routes=routes.ROUTES,
+            authorizer=authorizer.handler,
+            identity_source=(IDENTITY_SOURCE,),
+        )
+        # Refused before $connect runs: 401 for no or bad tokens, 403 for one granting nothing.
+        for name, (value, status, _code) in bad_tokens("subscribe").items():
+            if status == 401:
+                path = "/local" if value is None else f"/local?token={value}"
+                assert refused_status(running, path) == 401, name
+        assert refused_status(running, f"/local?token={token(grant('news', *[]))}") == 403
+        assert dynamodb.scan(TableName=connections_table)["Items"] == []
+
+        allowed = token(grant("news", "subscribe", "publish"), grant("sports", "subscribe"))
+        with running.connect(f"/local?token={allowed}") as ws:
             published = request(ws, {"action": "publish", "channel": "news", "data": {"n": 1}})
             assert published["type"] == "published"
             assert published["event"]["seq"] == 1
@@ -806,14 +823,38 @@ def test_the_real_routes_run_behind_the_gateway(
             }
             backlog = json.loads(ws.recv(timeout=WAIT_SECONDS))
             assert backlog == {"type": "event", "event": published["event"]}
+            for frame in (
+                {"action": "publish", "channel": "sports", "data": 1},  # no publish scope
+                {"action": "subscribe", "channel": "weather"},  # no grant at all
+            ):
+                refused = request(ws, frame)
+                assert (refused["type"], refused["code"]) == ("error", "forbidden")
             assert request(ws, {"action": "ping"}) == {"type": "pong"}
             assert request(ws, "not json")["code"] == "bad_json"
             assert request(ws, {"action": "dance"})["code"] == "unknown_action"
             items = dynamodb.scan(TableName=connections_table)["Items"]
-            assert {item["pk"]["S"].split("#")[0] for item in items} == {"connection", "channel"}
+            assert {item["pk"]["S"] for item in items if "channel" in item} == {"channel#news"}
         wait_until(lambda: dynamodb.scan(TableName=connections_table)["Items"] == [])
     finally:
         routes.use_services(None)
+        authorizer.use_verifier(None)
+
+
+def test_a_missing_identity_source_is_401_without_invoking_the_authorizer(
+    start_gateway: StartGateway, fake: FakeRoutes
+) -> None:
+    running = start_gateway(
+        authorizer=fake.authorizer,
+        identity_source=("route.request.querystring.token", "route.request.header.X-Tenant"),
+    )
+    assert refused_status(running, "/?token=alice") == 401  # no X-Tenant header
+    assert refused_status(running, "/?token=&other=1") == 401  # an empty token
+    assert fake.authorizer_events == []
+    with running.connect("/?token=alice", additional_headers={"x-tenant": "t1"}) as ws:
+        assert request(ws, {"action": "ping"}) == {"type": "pong"}
+    assert len(fake.authorizer_events) == 1
+    with pytest.raises(ValueError, match="unsupported identity source"):
+        LocalWebSocketApi(routes={}, identity_source=("context.requestId",))
 
 
 # --- What the gateway costs ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from eventlog.log import EventLog, ReadResult
 from polling.app import create_app
 from polling.config import CORS_ALLOW_HEADERS, MAX_BODY_BYTES, ROUTES, PollingSettings
 from polling.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from tests.auth_support import ALL_ACCESS, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -33,8 +34,11 @@ def anyio_backend() -> str:
 
 
 def client_for(app: FastAPI, *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
+    """A client of ``app`` whose token may do everything (auth has its own tests)."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
-    return httpx.AsyncClient(transport=transport, base_url="http://polling.test")
+    return httpx.AsyncClient(
+        transport=transport, base_url="http://polling.test", headers=bearer(ALL_ACCESS)
+    )
 
 
 @pytest.fixture
@@ -658,7 +662,12 @@ def test_the_module_level_app_imports_without_aws() -> None:
     env_path = ":".join(p for p in sys.path if p)
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"},
+        env={
+            "PYTHONPATH": env_path,
+            "PATH": "/usr/bin:/bin",
+            # As deployed: the key is read from Secrets Manager on the first request.
+            "AUTH_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:auth-AbCdEf",
+        },
         capture_output=True,
         text=True,
         check=True,

@@ -12,6 +12,7 @@ import pytest
 
 from eventlog.log import EventLog
 from polling.problems import PROBLEM_CONTENT_TYPE
+from tests.auth_support import ALL_ACCESS, token
 
 EVENTS_ROUTE = "/channels/{channel}/events"
 
@@ -49,8 +50,12 @@ def http_api_event(
     headers: dict[str, str] | None = None,
     body: str | None = None,
     base64_body: bool = False,
+    bearer: str | None = ALL_ACCESS,
 ) -> dict[str, Any]:
-    """An event shaped like the ones the HTTP API sends to a Lambda proxy integration."""
+    """An event shaped like the ones the HTTP API sends to a Lambda proxy integration.
+
+    ``bearer``: the token of the ``authorization`` header (default: one that may do anything).
+    """
     route_path = route or path
     query_parameters = dict(pair.split("=", 1) for pair in query.split("&")) if query else None
     channel = path.split("/")[2] if path.startswith("/channels/") else None
@@ -68,6 +73,7 @@ def http_api_event(
             "x-forwarded-for": "192.0.2.1",
             "x-forwarded-port": "443",
             "x-forwarded-proto": "https",
+            **({"authorization": f"Bearer {bearer}"} if bearer else {}),
             **(headers or {}),
         },
         "requestContext": {
@@ -192,3 +198,22 @@ def test_the_handler_module_holds_only_the_adapter() -> None:
 
     public = {name for name in vars(polling.handler) if not name.startswith("_")}
     assert public == {"DEFAULT_TEXT_MIME_TYPES", "Mangum", "app", "handler"}
+
+
+def test_the_token_is_taken_from_the_header_or_the_query_string(handler: Any) -> None:
+    refused = call(
+        handler, http_api_event("GET", "/channels/news/events", route=EVENTS_ROUTE, bearer=None)
+    )
+    assert refused["statusCode"] == 401
+    assert refused["headers"]["content-type"] == PROBLEM_CONTENT_TYPE
+    assert refused["headers"]["www-authenticate"] == 'Bearer realm="realtime"'
+    assert json.loads(refused["body"])["code"] == "unauthorized"
+
+    query = f"after=0&token={token()}"
+    read = call(
+        handler,
+        http_api_event(
+            "GET", "/channels/news/events", route=EVENTS_ROUTE, query=query, bearer=None
+        ),
+    )
+    assert read["statusCode"] == 200

@@ -11,11 +11,15 @@ import pytest
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk.assertions import Match, Template
 
+from auth.config import AUTH_JWKS_URL_ENV, AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
 from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.auth import Auth, AuthConfig, AuthStack
 from infra.events_table import EventLogStack
 from infra.polling_api import PollingApi, PollingStack
 from polling.config import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, ROUTES
+
+JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool/.well-known/jwks.json"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +28,8 @@ def templates() -> dict[str, Template]:
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     # The same wiring as app.py: the table comes from the event log's stack.
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
-    stack = PollingStack(app, endpoints.POLLING_STACK, events_table=event_log.table)
+    auth = AuthStack(app, endpoints.AUTH_STACK)
+    stack = PollingStack(app, endpoints.POLLING_STACK, events_table=event_log.table, auth=auth.auth)
     # And the construct alone, with every option changed from its default.
     custom = cdk.Stack(app, "CustomPolling")
     table = dynamodb.Table(
@@ -36,6 +41,7 @@ def templates() -> dict[str, Template]:
         custom,
         "Api",
         events_table=table,
+        auth=Auth(custom, "Auth", config=AuthConfig(mode="jwks", jwks_url=JWKS_URL)),
         cors_allow_origins=["https://demo.example"],
         throttling_rate_limit=7,
         throttling_burst_limit=9,
@@ -126,6 +132,8 @@ def test_the_function_gets_only_what_the_event_log_calls(template: Template) -> 
         statement
         for policy in policies.values()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        # The signing secret's read has its own test below.
+        if "secretsmanager" not in json.dumps(statement["Action"])
     ]
     actions = {
         tuple(sorted(statement["Action"])): statement.get("Condition") for statement in statements
@@ -190,3 +198,36 @@ def test_the_construct_takes_its_documented_options(custom_template: Template) -
             },
         },
     )
+
+
+def test_the_function_verifies_tokens_with_the_shared_secret_and_may_only_read_it(
+    template: Template,
+) -> None:
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert variables[AUTH_MODE_ENV] == "hs256"
+    secret = variables[AUTH_SECRET_ARN_ENV]
+    assert "AuthSigningSecret" in json.dumps(secret)  # the auth stack's secret, by reference
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "secretsmanager" in json.dumps(statement["Action"])
+    ]
+    assert statements == [
+        {
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Effect": "Allow",
+            "Resource": secret,
+        }
+    ]
+
+
+def test_with_jwks_the_function_gets_the_key_set_url_and_no_secret(
+    custom_template: Template,
+) -> None:
+    function = only(custom_template, "AWS::Lambda::Function")["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert (variables[AUTH_MODE_ENV], variables[AUTH_JWKS_URL_ENV]) == ("jwks", JWKS_URL)
+    assert AUTH_SECRET_ARN_ENV not in variables
+    assert "secretsmanager" not in json.dumps(custom_template.to_json())

@@ -9,8 +9,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from auth.config import AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
 from eventlog import endpoints
 from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS, SSE_HEARTBEAT_SECONDS
+from infra.auth import AuthStack
 from infra.events_table import EventLogStack
 from infra.sse_service import STOP_TIMEOUT_SECONDS, STREAMS_TARGET, SseStack
 from sse_service.settings import METRICS_NAMESPACE, SSE_PORT
@@ -21,7 +23,8 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Path]:
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": []})
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
-    stack = SseStack(app, endpoints.SSE_STACK, events_table=event_log.table)
+    auth = AuthStack(app, endpoints.AUTH_STACK)
+    stack = SseStack(app, endpoints.SSE_STACK, events_table=event_log.table, auth=auth.auth)
     app.synth()
     return Template.from_stack(stack), outdir
 
@@ -100,7 +103,9 @@ def test_it_scales_on_cpu_and_on_open_streams(template: Template) -> None:
     assert streams["TargetValue"] == STREAMS_TARGET  # fmt: skip
 
 
-def test_the_task_role_can_only_read_the_events_table(template: Template) -> None:
+def test_the_task_role_can_only_read_the_events_table_and_the_signing_secret(
+    template: Template,
+) -> None:
     roles = template.find_resources(
         "AWS::IAM::Role",
         {"Properties": {"AssumeRolePolicyDocument": {"Statement": [
@@ -115,11 +120,17 @@ def test_the_task_role_can_only_read_the_events_table(template: Template) -> Non
         if {"Ref": task_role_id} in p["Properties"]["Roles"]
     ]
     (policy,) = policies
-    (statement,) = policy["PolicyDocument"]["Statement"]
+    (statement, secret) = policy["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
     resources = statement["Resource"]
     assert all("ImportValue" in str(resource) for resource in resources)  # the events table
+    assert secret["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    assert "AuthSigningSecret" in str(secret["Resource"])  # the auth stack's secret only
+    container = only(template, "AWS::ECS::TaskDefinition")["Properties"]["ContainerDefinitions"][0]
+    variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+    assert variables[AUTH_MODE_ENV] == "hs256"
+    assert variables[AUTH_SECRET_ARN_ENV] == secret["Resource"]
 
 
 def test_the_network_has_no_nat_and_a_dynamodb_gateway_endpoint(template: Template) -> None:
@@ -140,5 +151,9 @@ def test_synth_stages_the_image_with_only_what_it_needs(synth: tuple[Template, P
     _, outdir = synth
     staged = [path.parent.parent for path in outdir.glob("asset.*/sse_service/Dockerfile")]
     assert len(staged) == 1, "the image asset was not staged"
-    assert sorted(entry.name for entry in staged[0].iterdir()) == ["eventlog", "sse_service"]
+    assert sorted(entry.name for entry in staged[0].iterdir()) == [
+        "auth",
+        "eventlog",
+        "sse_service",
+    ]
     assert not list(staged[0].rglob("__pycache__"))

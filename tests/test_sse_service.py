@@ -15,7 +15,7 @@ from fastapi import Request
 from eventlog import EventLog
 from eventlog.config import SSE_RETRY_MILLISECONDS, Settings
 from eventlog.errors import EventLogError
-from sse_service.app import StreamGrant, create_app, emf_line
+from sse_service.app import StreamGrant, create_app, emf_line, open_gate
 from sse_service.problems import PROBLEM_CONTENT_TYPE
 from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
 from tests.sse_support import LiveServer, SseClient, SseMessage
@@ -33,7 +33,9 @@ def serve(log: EventLog) -> Iterator[Serve]:
 
     def start(*, event_log: EventLog | None = None, port: int = 0, **overrides: Any) -> LiveServer:
         settings = ServiceSettings(**{**FAST, **overrides})
-        server = LiveServer(create_app(log=event_log or log, settings=settings), port=port)
+        # No auth: these tests are about streams; tests/test_sse_auth.py is about tokens.
+        app = create_app(log=event_log or log, settings=settings, gate=open_gate)
+        server = LiveServer(app, port=port)
         servers.append(server.__enter__())
         return server
 

@@ -1,7 +1,9 @@
 """SIGTERM, as ECS sends it, to the service run exactly as the container runs it.
 
 ``python -m sse_service`` in a subprocess (uvicorn, uvloop, httptools, the
-container's settings from the environment), its event log on a moto server.
+container's settings from the environment, auth on with the tests' secret), its
+event log on a moto server. Its output, which in ECS goes to CloudWatch Logs, must
+never show a token.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from auth.claims import grant
 from eventlog import EventLog, schema
 from eventlog.config import Settings
+from tests.auth_support import token
 from tests.sse_support import SseClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +96,13 @@ def test_sigterm_stops_accepting_and_ends_every_stream_cleanly(
     )
     try:
         wait_until_serving(port, process)
-        clients = [SseClient(port, f"/channels/drain{n % 2}/stream") for n in range(4)]
+        # As a browser's EventSource sends it: in the query string, which must never be logged.
+        secret_token = token(grant("drain*", "subscribe"))
+        with SseClient(port, "/channels/drain0/stream") as refused:
+            assert refused.status == 401
+        clients = [
+            SseClient(port, f"/channels/drain{n % 2}/stream?token={secret_token}") for n in range(4)
+        ]
         for client in clients:
             assert client.status == 200
             next(client.messages(until=time.monotonic() + 5))  # the preamble: subscribed
@@ -115,7 +125,9 @@ def test_sigterm_stops_accepting_and_ends_every_stream_cleanly(
     finally:
         if process.poll() is None:
             process.kill()
-        _, stderr = process.communicate()
+        stdout, stderr = process.communicate()
     print(f"streams ended at {ended} s after SIGTERM; the process exited after {stopped:.2f} s")
     assert "draining 4 streams" in stderr
     assert "Traceback" not in stderr, stderr
+    assert secret_token not in stdout + stderr
+    assert "/channels/drain" not in stdout + stderr  # no access log at all

@@ -19,6 +19,7 @@ import pytest
 
 from eventlog import EventLog
 from eventlog.config import Settings
+from tests.auth_support import authorizer_context
 from websocket_api import fanout, frames, management, routes
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import Connections
@@ -414,6 +415,7 @@ def test_events_racing_a_subscribe_arrive_in_the_backlog_or_live(
             "stage": "ws",
             "connectedAt": now_ms,
             "requestTimeEpoch": now_ms,
+            "authorizer": authorizer_context(),
         }
         routes.subscribe({"requestContext": context, "body": body})
     finally:

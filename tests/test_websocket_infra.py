@@ -7,12 +7,12 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk.assertions import Match, Template
-from aws_cdk.aws_apigatewayv2_authorizers import WebSocketLambdaAuthorizer
+from aws_cdk.assertions import Annotations, Match, Template
 
+from auth.config import AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
 from eventlog import endpoints, schema
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra.auth import Auth, AuthConfig, AuthStack
 from infra.events_table import EventLogStack
 from infra.websocket_api import WebSocketApi, WebSocketStack
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
@@ -25,25 +25,19 @@ ROUTE_KEYS = {"$connect", "$disconnect", "$default", "subscribe", "unsubscribe",
 def stacks() -> tuple[EventLogStack, WebSocketStack, cdk.Stack]:
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
-    websocket = WebSocketStack(app, endpoints.WEBSOCKET_STACK, events_table=event_log.table)
-    # A second API in its own stack, with an authorizer on $connect: the auth seam.
-    seam = cdk.Stack(app, "AuthSeam")
-    authorizer_function = lambda_.Function(
-        seam,
-        "Authorizer",
-        runtime=lambda_.Runtime.PYTHON_3_12,
-        handler="index.handler",
-        code=lambda_.Code.from_inline("def handler(event, context): pass"),
+    auth = AuthStack(app, endpoints.AUTH_STACK)
+    websocket = WebSocketStack(
+        app, endpoints.WEBSOCKET_STACK, events_table=event_log.table, auth=auth.auth
     )
+    # A second API in its own stack, deployed with auth off.
+    open_stack = cdk.Stack(app, "AuthOff")
     WebSocketApi(
-        seam,
+        open_stack,
         "Api",
         events_table=event_log.table,
-        connect_authorizer=WebSocketLambdaAuthorizer(
-            "Authorizer", authorizer_function, identity_source=["route.request.querystring.token"]
-        ),
+        auth=Auth(open_stack, "Auth", config=AuthConfig(mode="off")),
     )
-    return event_log, websocket, seam
+    return event_log, websocket, open_stack
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +126,63 @@ def test_the_url_is_the_stack_output_the_contract_names(template: Template) -> N
     assert outputs[endpoints.WEBSOCKET_URL]["Value"]["Fn::Join"][1][0] == "wss://"
 
 
-def test_connect_is_open_now_and_takes_an_authorizer_when_given_one(
-    template: Template, stacks: tuple[EventLogStack, WebSocketStack, cdk.Stack]
+def test_connect_has_a_request_authorizer_on_the_token_query_parameter(
+    resources: dict[str, Any],
 ) -> None:
-    template.has_resource_properties(
+    [authorizer] = of_type(resources, "AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert authorizer["Properties"]["IdentitySource"] == ["route.request.querystring.token"]
+    uri = json.dumps(authorizer["Properties"]["AuthorizerUri"])
+    assert function_by_handler(resources, "websocket_api.authorizer.handler") in uri
+    [authorizer_id] = of_type(resources, "AWS::ApiGatewayV2::Authorizer")
+    for route in of_type(resources, "AWS::ApiGatewayV2::Route").values():
+        properties = route["Properties"]
+        if properties["RouteKey"] == "$connect":
+            assert properties["AuthorizationType"] == "CUSTOM"
+            assert properties["AuthorizerId"] == {"Ref": authorizer_id}
+        else:  # later routes are checked against the claims $connect returned
+            assert properties.get("AuthorizationType", "NONE") == "NONE"
+
+
+def test_only_the_authorizer_may_read_the_signing_secret(resources: dict[str, Any]) -> None:
+    readers = []
+    for name, function in of_type(resources, "AWS::Lambda::Function").items():
+        handler = function["Properties"]["Handler"]
+        variables = function["Properties"]["Environment"]["Variables"]
+        statements = [
+            s for s in policy_of(resources, name) if "secretsmanager" in json.dumps(s["Action"])
+        ]
+        if handler == "websocket_api.authorizer.handler":
+            readers.append(handler)
+            [statement] = statements
+            assert "secretsmanager:GetSecretValue" in statement["Action"]
+            assert "ImportValue" in json.dumps(statement["Resource"])  # the auth stack's secret
+            assert "AuthSigningSecret" in json.dumps(statement["Resource"])
+            assert variables[AUTH_SECRET_ARN_ENV] == statement["Resource"]
+        else:
+            assert statements == [], handler
+            assert AUTH_SECRET_ARN_ENV not in variables
+        if handler.startswith("websocket_api.routes."):
+            assert variables[AUTH_MODE_ENV] == "hs256"  # so the routes insist on claims
+    assert readers == ["websocket_api.authorizer.handler"]
+
+
+def test_with_auth_off_connect_is_open_and_the_routes_know_it(
+    stacks: tuple[EventLogStack, WebSocketStack, cdk.Stack],
+) -> None:
+    off = Template.from_stack(stacks[2])
+    off.resource_count_is("AWS::ApiGatewayV2::Authorizer", 0)
+    off.has_resource_properties(
         "AWS::ApiGatewayV2::Route", {"RouteKey": "$connect", "AuthorizationType": "NONE"}
     )
-    seam = Template.from_stack(stacks[2])
-    seam.has_resource_properties(
-        "AWS::ApiGatewayV2::Route", {"RouteKey": "$connect", "AuthorizationType": "CUSTOM"}
+    off.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "websocket_api.routes.subscribe",
+            "Environment": {"Variables": Match.object_like({AUTH_MODE_ENV: "off"})},
+        },
     )
-    seam.has_resource_properties(
-        "AWS::ApiGatewayV2::Route", {"RouteKey": "subscribe", "AuthorizationType": "NONE"}
-    )
+    Annotations.from_stack(stacks[2]).has_warning("*", Match.string_like_regexp("AUTH IS OFF"))
 
 
 # --- the connections table -------------------------------------------------------------------
@@ -273,6 +311,10 @@ def manage_connections_resource(statements: list[dict[str, Any]]) -> str:
         ),
         ("websocket_api.routes.ping", {"execute-api:ManageConnections"}),
         ("websocket_api.routes.default", {"execute-api:ManageConnections"}),
+        (
+            "websocket_api.authorizer.handler",
+            {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+        ),
     ],
 )
 def test_each_route_function_may_do_exactly_what_it_does(
@@ -327,7 +369,7 @@ def test_no_statement_allows_everything(resources: dict[str, Any]) -> None:
 def test_every_function_logs_to_a_group_with_retention(resources: dict[str, Any]) -> None:
     functions = of_type(resources, "AWS::Lambda::Function")
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(functions) == len(groups) == 8
+    assert len(functions) == len(groups) == 9  # seven routes, the authorizer, the fan-out
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
     for function in functions.values():
         assert function["Properties"]["Architectures"] == ["arm64"]

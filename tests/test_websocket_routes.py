@@ -6,6 +6,7 @@ connection's posted bytes; ``sent`` splits them back into frames.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,8 +20,10 @@ from urllib.parse import quote
 
 import pytest
 
+from auth.claims import SCOPES, Scope, grant
 from eventlog import EventLog, schema
 from eventlog.config import MAX_EVENT_BYTES, WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
+from tests.auth_support import authorizer_context
 from websocket_api import management, routes
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import (
@@ -42,8 +45,13 @@ def ws_event(
     connection_id: str = ALICE,
     body: str | None = None,
     connected_at_ms: int | None = None,
+    authorizer: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway WebSocket proxy event as Lambda receives it."""
+    """An API Gateway WebSocket proxy event as Lambda receives it.
+
+    ``authorizer``: the ``$connect`` authorizer's context, as API Gateway passes it on
+    every event of the connection (default: claims to do anything on any channel).
+    """
     now_ms = int(time.time() * 1000)
     event_type = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE")
     context: dict[str, Any] = {
@@ -60,6 +68,7 @@ def ws_event(
         "domainName": DOMAIN,
         "connectionId": connection_id,
         "apiId": DOMAIN.split(".")[0],
+        "authorizer": authorizer if authorizer is not None else authorizer_context(),
     }
     event: dict[str, Any] = {"requestContext": context, "isBase64Encoded": False}
     if event_type == "MESSAGE":
@@ -74,9 +83,15 @@ def ws_event(
     return event
 
 
-def message(action: str, *, connection_id: str = ALICE, **fields: Any) -> dict[str, Any]:
+def message(
+    action: str,
+    *,
+    connection_id: str = ALICE,
+    authorizer: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     body = json.dumps({"action": action, **fields})
-    return ws_event(action, connection_id=connection_id, body=body)
+    return ws_event(action, connection_id=connection_id, body=body, authorizer=authorizer)
 
 
 def sent(connection_id: str = ALICE) -> list[dict[str, Any]]:
@@ -311,6 +326,70 @@ def test_ping_answers_pong(ws: routes.Services) -> None:
     assert sent() == [{"type": "pong"}]
 
 
+# --- auth: every subscribe and publish is checked against the connection's claims -------------
+
+FRAMES: dict[Scope, dict[str, Any]] = {
+    "subscribe": {"channel": "news", "after": 0},
+    "publish": {"channel": "news", "data": 1},
+}
+
+REFUSED_CONTEXTS: dict[str, tuple[dict[str, str], str]] = {
+    "no authorizer context": ({}, "unauthorized"),
+    "a malformed context": ({"channels": "[{", "exp": "1"}, "unauthorized"),
+    "expired since connect": (
+        authorizer_context(expires_at=int(time.time()) - 1),
+        "unauthorized",
+    ),
+    "wrong channel": (authorizer_context(grant("sports*", "subscribe", "publish")), "forbidden"),
+}
+
+
+@pytest.mark.parametrize("action", SCOPES)
+@pytest.mark.parametrize("case", [*REFUSED_CONTEXTS, "wrong scope"])
+def test_refusals_are_error_frames_and_write_nothing(
+    ws: routes.Services, dynamodb: Any, action: Scope, case: str
+) -> None:
+    other: Scope = "publish" if action == "subscribe" else "subscribe"
+    context, code = REFUSED_CONTEXTS.get(
+        case, (authorizer_context(grant("news", other)), "forbidden")
+    )
+    before = items(dynamodb, "connections") + items(dynamodb, "events")
+    handler = routes.ROUTES[action]
+    assert handler(message(action, authorizer=context, **FRAMES[action]), None) == {
+        "statusCode": 200
+    }
+    [frame] = sent()
+    assert (frame["type"], frame["code"]) == ("error", code)
+    assert items(dynamodb, "connections") + items(dynamodb, "events") == before
+
+
+@pytest.mark.parametrize("action", SCOPES)
+@pytest.mark.parametrize("pattern", ["news", "ne*", "*"])
+def test_grants(ws: routes.Services, action: Scope, pattern: str) -> None:
+    context = authorizer_context(grant(pattern, action))
+    routes.ROUTES[action](message(action, authorizer=context, **FRAMES[action]), None)
+    assert sent()[0]["type"] == {"subscribe": "subscribed", "publish": "published"}[action]
+
+
+def test_unsubscribe_and_ping_need_no_scope(ws: routes.Services) -> None:
+    nothing = authorizer_context(grant("elsewhere", "subscribe"))
+    routes.unsubscribe(message("unsubscribe", authorizer=nothing, channel="news"))
+    routes.ping(message("ping", authorizer=nothing))
+    assert sent() == [{"type": "unsubscribed", "channel": "news"}, {"type": "pong"}]
+
+
+def test_with_auth_off_no_claims_are_needed(
+    ws: routes.Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AUTH_MODE", "off")
+    from_env = routes.Services.from_env()
+    assert not from_env.claims_required
+    assert "AUTH IS OFF" in caplog.text
+    routes.use_services(dataclasses.replace(ws, claims_required=False))
+    routes.publish(message("publish", authorizer={}, channel="news", data=1))
+    assert sent()[0]["type"] == "published"
+
+
 # --- bad input: an error frame, a 200, nothing written ---------------------------------------
 
 
@@ -400,7 +479,7 @@ def test_the_management_endpoint_comes_from_the_event_unless_overridden(
 def test_the_handlers_load_without_the_aws_sdk() -> None:
     code = (
         "import sys, websocket_api.routes, websocket_api.fanout; "
-        "print(sorted(m for m in ('boto3', 'botocore', 'urllib3') if m in sys.modules))"
+        "print(sorted(m for m in ('boto3', 'botocore', 'urllib3', 'jwt') if m in sys.modules))"
     )
     functions = Path(routes.__file__).resolve().parents[1]
     result = subprocess.run(

@@ -8,14 +8,67 @@ export const OUTPUT_KEYS = {
   websocket: "WebSocketUrl",
 };
 
-// --- Auth seam -------------------------------------------------------------
-// The only place a token will come from. Browsers cannot set headers on an
+/** Where the local stack issues development tokens (eventlog.endpoints.LOCAL_DEV_TOKEN_URL). */
+const DEV_TOKEN_URL_KEY = "LocalDevTokenUrl";
+
+// --- Auth ------------------------------------------------------------------
+// The only place a token comes from. Browsers cannot set headers on an
 // EventSource or a WebSocket, so those take the token as a query parameter and
-// fetch() sends it as a header. Until auth lands there is no token, and both
-// helpers return nothing.
+// fetch() sends it as a header. Where the token comes from, in this order:
+//
+// 1. `#token=<jwt>` in the page's address: a token your backend or identity
+//    provider issued. A fragment is never sent to a server, so it never lands
+//    in an access log.
+// 2. The local stack's development endpoint (`LocalDevTokenUrl` in the
+//    endpoints file, which only the local stack writes): asked for a token
+//    again shortly before the last one expires.
+// 3. Neither: no token, for a deployment with auth off.
+
+/** Renew a development token this long before it expires (at most half its lifetime). */
+const RENEW_BEFORE_MS = 30_000;
+
+let tokenSource = { kind: "none" };
+let devToken = null; // { value, renewAt }
+let pendingToken = null;
+
+/** Decide where tokens come from: call once the endpoints file is loaded. */
+export function configureAuth(endpoints, pageUrl = window.location.href) {
+  const fixed = new URLSearchParams(new URL(pageUrl).hash.slice(1)).get("token");
+  if (fixed) tokenSource = { kind: "fixed", value: fixed };
+  else if (endpoints.devTokenUrl) tokenSource = { kind: "dev", url: endpoints.devTokenUrl };
+  else tokenSource = { kind: "none" };
+  devToken = null;
+  return tokenSource.kind;
+}
+
+async function fetchDevToken(url) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+    cache: "no-store",
+  });
+  if (!response.ok) throw await problem(response);
+  const { token: value, expires_at: expiresAt } = await response.json();
+  const lifetimeMs = expiresAt * 1000 - Date.now();
+  devToken = { value, renewAt: expiresAt * 1000 - Math.min(RENEW_BEFORE_MS, lifetimeMs / 2) };
+  return value;
+}
 
 async function token() {
-  return null;
+  switch (tokenSource.kind) {
+    case "fixed":
+      return tokenSource.value;
+    case "dev":
+      if (devToken && Date.now() < devToken.renewAt) return devToken.value;
+      // Every panel asks at once when the page starts: one request serves them all.
+      pendingToken ??= fetchDevToken(tokenSource.url).finally(() => {
+        pendingToken = null;
+      });
+      return pendingToken;
+    default:
+      return null;
+  }
 }
 
 /** Headers that authorize a fetch() to the polling API or the SSE service. */
@@ -76,7 +129,7 @@ export async function loadEndpoints(pageUrl = window.location.href) {
     );
   }
   const outputs = Object.assign({}, ...Object.values(stacks ?? {}));
-  const found = { source };
+  const found = { source, devTokenUrl: outputs[DEV_TOKEN_URL_KEY] ?? null };
   for (const [name, key] of Object.entries(OUTPUT_KEYS)) found[name] = outputs[key] ?? null;
   return found;
 }

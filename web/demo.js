@@ -4,7 +4,15 @@
 // subscribes), so all three show the same rows; what differs is how each got
 // them, what it spent, and how it behaves when its connection drops.
 
-import { fetchHead, loadEndpoints, OUTPUT_KEYS, publish, readEvents, byteLength } from "./api.js";
+import {
+  byteLength,
+  configureAuth,
+  fetchHead,
+  loadEndpoints,
+  OUTPUT_KEYS,
+  publish,
+  readEvents,
+} from "./api.js";
 import { Sequencer } from "./sequencer.js";
 import { PollingTransport, SseTransport, WebSocketTransport } from "./transports.js";
 
@@ -208,10 +216,16 @@ async function main() {
     return;
   }
   const missing = Object.entries(OUTPUT_KEYS).filter(([name]) => !endpoints[name]);
+  const auth = {
+    fixed: "token from the page address",
+    dev: "development tokens from the local stack",
+    none: "no token",
+  }[configureAuth(endpoints)];
   say(
     endpointsLine,
     `Endpoints from ${endpoints.source}` +
-      (missing.length ? `; missing: ${missing.map(([, key]) => key).join(", ")}.` : "."),
+      (missing.length ? `; missing: ${missing.map(([, key]) => key).join(", ")}` : "") +
+      `; ${auth}.`,
     missing.length ? "warning" : "ok",
   );
 

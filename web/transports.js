@@ -162,6 +162,15 @@ export class SseTransport extends Transport {
       this.meter.received(message.data);
       this.sequencer.reset(JSON.parse(message.data).oldest);
     });
+    // The token ran out: the browser's own reconnect would send the same one and be
+    // refused, so reconnect here with a fresh token, from the cursor.
+    source.addEventListener("expired", () => {
+      if (!this.isCurrent(generation)) return;
+      this.disconnect();
+      this.onNotice("The token expired; reconnecting with a fresh one.");
+      this.onState("reconnecting");
+      this.connect(generation);
+    });
     source.onerror = () => {
       if (!this.isCurrent(generation)) return;
       if (source.readyState === EventSource.CONNECTING) {
@@ -225,6 +234,8 @@ export class WebSocketTransport extends Transport {
         break;
       case "error":
         this.onNotice(`server error ${frame.code}: ${frame.message}`);
+        // The connection's token has expired: a new connection gets a fresh one.
+        if (frame.code === "unauthorized") this.#socket?.close(1000);
         break;
       default:
         // subscribed, pong, published: nothing to show.

@@ -3,11 +3,13 @@
 from eventlog.errors import (
     EventLogError,
     EventTooLarge,
+    Forbidden,
     InvalidChannel,
     InvalidCursor,
     InvalidData,
     InvalidLimit,
     PublishContention,
+    Unauthorized,
 )
 from eventlog.events import Event
 from eventlog.log import EventLog, ReadResult, default_log
@@ -17,11 +19,13 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventTooLarge",
+    "Forbidden",
     "InvalidChannel",
     "InvalidCursor",
     "InvalidData",
     "InvalidLimit",
     "PublishContention",
     "ReadResult",
+    "Unauthorized",
     "default_log",
 ]

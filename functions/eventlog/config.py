@@ -45,6 +45,9 @@ WEBSOCKET_MAX_FRAME_BYTES = 32 * 1024
 WEBSOCKET_MAX_MESSAGE_BYTES = 128 * 1024
 """WebSocket API message payload limit, 128 KB (same source)."""
 
+WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES = 8 * 1024
+"""A Lambda authorizer's result (policy and context) is at most 8 KB (same source)."""
+
 ALB_IDLE_TIMEOUT_SECONDS = 60
 """ALB idle timeout default; an SSE heartbeat must come sooner. HTTP/2 PINGs do not reset it.
 Source: docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html"""

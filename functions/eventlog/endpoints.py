@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EVENT_LOG_STACK = "RealtimeEventLog"
+AUTH_STACK = "RealtimeAuth"
 POLLING_STACK = "RealtimePolling"
 WEBSOCKET_STACK = "RealtimeWebSocket"
 SSE_STACK = "RealtimeSse"
@@ -27,6 +28,11 @@ EVENTS_TABLE_NAME = "EventsTableName"
 CONNECTIONS_TABLE_NAME = "ConnectionsTableName"
 LOCAL_DYNAMODB_ENDPOINT = "LocalDynamoDbEndpoint"
 """Only the local stack writes this one: deployed tables are at the region's endpoint."""
+LOCAL_DEV_TOKEN_URL = "LocalDevTokenUrl"  # noqa: S105 (an output key)
+"""Only the local stack writes this one, and only with auth on: where development tokens
+are issued (``POST``). A deployment issues no tokens: your backend or identity provider does."""
+AUTH_SECRET_ARN = "AuthSecretArn"  # noqa: S105 (an output key)
+"""The deployed HS256 secret, for a backend that issues tokens (the ARN, never the value)."""
 
 LOCAL_OUTPUTS_FILE = Path(".local/outputs.json")
 
@@ -37,6 +43,7 @@ class Endpoints:
     websocket_url: str | None = None
     sse_url: str | None = None
     demo_url: str | None = None
+    dev_token_url: str | None = None
 
     @classmethod
     def load(cls, path: Path | str = LOCAL_OUTPUTS_FILE) -> Endpoints:
@@ -60,4 +67,5 @@ class Endpoints:
             websocket_url=outputs.get(WEBSOCKET_URL),
             sse_url=outputs.get(SSE_URL),
             demo_url=outputs.get(DEMO_URL),
+            dev_token_url=outputs.get(LOCAL_DEV_TOKEN_URL),
         )

@@ -19,6 +19,11 @@ class EventLogError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers an HTTP transport sends with this refusal."""
+        return {}
+
 
 class InvalidChannel(EventLogError):
     code = "invalid_channel"
@@ -47,3 +52,36 @@ class PublishContention(EventLogError):
 
     code = "publish_contention"
     http_status = 503
+
+
+class Unauthorized(EventLogError):
+    """No token, or one that is malformed, wrongly signed or expired: 401.
+
+    The challenge follows RFC 6750: ``error="invalid_token"`` once a token was sent,
+    so a client can tell "log in" from "get a fresh token".
+    """
+
+    code = "unauthorized"
+    http_status = 401
+
+    def __init__(self, message: str, *, token_sent: bool = True) -> None:
+        super().__init__(message)
+        self.token_sent = token_sent
+
+    @property
+    def headers(self) -> dict[str, str]:
+        challenge = 'Bearer realm="realtime"'
+        if self.token_sent:
+            challenge += ', error="invalid_token"'
+        return {"WWW-Authenticate": challenge}
+
+
+class Forbidden(EventLogError):
+    """A valid token that does not grant this scope on this channel: 403."""
+
+    code = "forbidden"
+    http_status = 403
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="realtime", error="insufficient_scope"'}

@@ -16,9 +16,11 @@ The event log's calls are blocking boto3 calls: they run in the threadpool, neve
 on the event loop. Bad input of any kind is a 4xx problem (``polling.problems``)
 and is checked before anything is written.
 
-Auth is a seam, not a feature, here: ``publish_dependencies`` and
-``read_dependencies`` are FastAPI dependencies run before the request is parsed,
-so a later guard can refuse a request before its body is read.
+Auth (``polling.auth``): publish needs a token granting ``publish`` on the channel,
+read one granting ``subscribe``; ``/healthz`` and the API's documentation are open,
+and CORS preflights are answered before any route. ``publish_dependencies`` and
+``read_dependencies`` add further guards, run after the token check and before the
+request is parsed.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from auth.verifier import Verifier
 from eventlog.config import CHANNEL_PATTERN, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
 from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit
 from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
 from eventlog.log import EventLog, ReadResult, default_log
+from polling.auth import require
 from polling.config import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
@@ -244,11 +248,16 @@ def create_app(
     *,
     log: EventLog | None = None,
     settings: PollingSettings | None = None,
+    auth: Verifier | None = None,
     publish_dependencies: Sequence[params.Depends] = (),
     read_dependencies: Sequence[params.Depends] = (),
 ) -> FastAPI:
-    """Build the polling app on ``log`` (default: the process-wide log from the environment)."""
+    """Build the polling app on ``log`` (default: the process-wide log from the environment).
+
+    ``auth`` verifies tokens; default: as the ``AUTH_*`` environment variables say.
+    """
     settings = settings or PollingSettings.from_env()
+    verifier = auth or Verifier.from_env()
 
     def event_log() -> EventLog:
         return log if log is not None else default_log()
@@ -276,8 +285,8 @@ def create_app(
         EVENTS_PATH,
         status_code=HTTPStatus.CREATED,
         response_model=EventModel,
-        dependencies=list(publish_dependencies),
-        responses=_problems(400, 413, 415, 422, 503),
+        dependencies=[require(verifier, "publish"), *publish_dependencies],
+        responses=_problems(400, 401, 403, 413, 415, 422, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -300,11 +309,11 @@ def create_app(
     @app.get(
         EVENTS_PATH,
         response_model=ReadResponse,
-        dependencies=list(read_dependencies),
+        dependencies=[require(verifier, "subscribe"), *read_dependencies],
         responses={
             200: {"headers": {"ETag": {"schema": {"type": "string"}}}},
             304: {"description": "Not Modified: the If-None-Match matched; no body"},
-            **_problems(400, 422, 503),
+            **_problems(400, 401, 403, 422, 503),
         },
     )
     async def read(

@@ -55,8 +55,9 @@ so a foreign page gains nothing from reading a response it could not authorize i
 
 CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "POST")
 CORS_ALLOW_HEADERS: tuple[str, ...] = ("Authorization", "Content-Type", "If-None-Match")
-CORS_EXPOSE_HEADERS: tuple[str, ...] = ("ETag", "Retry-After")
-"""A browser script can read only these response headers; the client needs the ETag."""
+CORS_EXPOSE_HEADERS: tuple[str, ...] = ("ETag", "Retry-After", "WWW-Authenticate")
+"""A browser script can read only these response headers; the client needs the ETag, and
+``WWW-Authenticate`` tells a missing token from an invalid one."""
 CORS_MAX_AGE_SECONDS = 600
 """How long a browser may cache a preflight answer."""
 

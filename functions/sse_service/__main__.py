@@ -12,6 +12,7 @@ derived from the shared knobs, so they cannot drift from the infrastructure:
 
 from __future__ import annotations
 
+import logging.config
 import math
 import os
 from typing import Any
@@ -31,6 +32,8 @@ LOG_CONFIG: dict[str, Any] = {
 
 
 def main() -> None:
+    # Logging first: building the app may warn (AUTH IS OFF), and must say so in this format.
+    logging.config.dictConfig(LOG_CONFIG)
     # Imported before uvicorn installs its signal handlers, so sse-starlette's hook on
     # uvicorn's exit handler is in place when SIGTERM arrives.
     from sse_service.app import app

@@ -31,13 +31,18 @@ Deliberate decisions, where the wire contract is silent:
   here sees the flag (through sse-starlette's ``AppStatus``, or the uvicorn server
   behind the SIGTERM handler) and drains: each stream ends cleanly at a random
   moment within the first half of ``drain_seconds``, and sse-starlette cancels any
-  stream still open at the end of it. uvicorn's access log is off: the auth issue
-  puts tokens in query strings, which must never reach a log.
+  stream still open at the end of it.
+- uvicorn's access log is off (``python -m sse_service``): browsers send the token in
+  the query string, and the access log would write it down. The load balancer's
+  access logs, if you enable them, record the query string too.
 
-Auth is a seam here: ``create_app(gate=...)`` takes a ``StreamGate`` that runs
-before the stream opens. It refuses by raising an ``EventLogError`` subclass
-(answered as a problem with its status) or grants with an optional expiry, at which
-the stream ends with ``event: expired``.
+Auth: a ``StreamGate`` runs before anything else, before the stream opens. The
+default, ``token_gate``, takes the token from ``Authorization: Bearer`` or, for a
+browser's ``EventSource``, which cannot set headers, ``?token=``; no token or a bad
+one is a 401 problem, a token without ``subscribe`` on the channel a 403. The grant
+lasts until the token's ``exp``: then the stream ends with ``event: expired``, and
+the client reconnects with a fresh token and ``Last-Event-ID``, losing nothing.
+``create_app(gate=...)`` takes another gate (``open_gate``: no auth).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from http import HTTPStatus
 from typing import Protocol
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -62,6 +68,8 @@ from sse_starlette.sse import AppStatus
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
+from auth.config import TOKEN_QUERY_PARAMETER
+from auth.verifier import Verifier, token_from
 from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
 from sse_service.hub import Hub, Subscriber
@@ -95,9 +103,28 @@ class StreamGate(Protocol):
 
 
 async def open_gate(request: Request, channel: str) -> StreamGrant:
-    """Every stream allowed, forever: the default until auth is configured."""
+    """Every stream allowed, forever."""
     del request, channel
     return StreamGrant()
+
+
+def token_gate(verifier: Verifier) -> StreamGate:
+    """Streams for tokens that grant ``subscribe`` on the channel, until they expire."""
+
+    async def gate(request: Request, channel: str) -> StreamGrant:
+        if not verifier.enabled:
+            return StreamGrant()
+        token = token_from(
+            authorization=request.headers.get("authorization"),
+            query=request.query_params.get(TOKEN_QUERY_PARAMETER),
+        )
+        # In a worker thread: the first verification in a process reads Secrets Manager.
+        claims = await anyio.to_thread.run_sync(verifier.verify, token)
+        validate_channel(channel)
+        claims.check(channel=channel, scope="subscribe", now=verifier.now())
+        return StreamGrant(expires_at=claims.expires_at)
+
+    return gate
 
 
 # --- The stream response ------------------------------------------------------------------------
@@ -217,10 +244,15 @@ def create_app(
     *,
     log: EventLog | None = None,
     settings: ServiceSettings | None = None,
-    gate: StreamGate = open_gate,
+    gate: StreamGate | None = None,
 ) -> FastAPI:
-    """Build the service around an event log (default: the one configured by the environment)."""
+    """Build the service around an event log (default: the one configured by the environment).
+
+    ``gate`` decides who may open a stream; default: ``token_gate`` with a verifier
+    configured by the ``AUTH_*`` environment variables.
+    """
     settings = settings or ServiceSettings.from_env()
+    gate = gate or token_gate(Verifier.from_env())
     hub = Hub(
         log=log or default_log(),
         queue_events=settings.queue_events,
@@ -279,9 +311,11 @@ def create_app(
 
     @app.get(STREAM_PATH)
     async def stream(request: Request, channel: str) -> Response:
+        # The gate first: a caller without a valid token learns nothing, not even that
+        # its channel name or cursor is malformed.
+        grant = await gate(request, channel)
         validate_channel(channel)
         cursor = _cursor(request)
-        grant = await gate(request, channel)
         # From here to hub.admit there is no await, so concurrent requests cannot
         # all pass the check and overshoot the cap.
         if hub.draining:

@@ -44,7 +44,9 @@ def problem_response(
 
 async def _event_log_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EventLogError)
-    return problem_response(status=exc.http_status, code=exc.code, detail=exc.message)
+    return problem_response(
+        status=exc.http_status, code=exc.code, detail=exc.message, headers=exc.headers
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

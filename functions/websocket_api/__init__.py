@@ -7,6 +7,8 @@ except caches.
 
 - ``routes``: one Lambda entry point per route (``$connect``, ``$disconnect``,
   ``subscribe``, ``unsubscribe``, ``publish``, ``ping``, ``$default``).
+- ``authorizer``: the ``$connect`` Lambda REQUEST authorizer (``?token=``); the
+  routes check each subscribe and publish against the claims it returns.
 - ``fanout``: the events table's stream -> each channel's subscribers.
 - ``frames``: client and server frames, pure.
 - ``connections``: the connections table, its design and access patterns.
@@ -24,6 +26,9 @@ Decisions the contract leaves open, written down here:
 - ``"after": null`` means the same as no cursor: live only, from the head.
 - ``publish`` needs a ``data`` field (``null`` is a value); without one the reply
   is ``invalid_data``.
+- Auth refusals after the handshake are ``error`` frames, ``forbidden`` (scope not
+  granted) or ``unauthorized`` (token expired since the connect); the connection
+  stays open.
 - Error codes beyond ``eventlog.errors``: ``bad_json`` (not JSON),
   ``invalid_frame`` (JSON but not an object), ``unknown_action``, and
   ``internal_error`` for server faults.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from auth.config import TOKEN_QUERY_PARAMETER
+
 # --- Environment variables (set by infra/websocket_api.py and by the local stack) ----------
 
 CONNECTIONS_TABLE_ENV = "CONNECTIONS_TABLE_NAME"
@@ -23,6 +25,12 @@ local stack points it at 127.0.0.1). The fan-out has no WebSocket event, so the
 stack always sets it there."""
 
 FANOUT_WORKERS_ENV = "FANOUT_WORKERS"
+
+# --- Auth -------------------------------------------------------------------------------------
+
+IDENTITY_SOURCE = f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
+"""Where the ``$connect`` authorizer's token comes from. API Gateway refuses a connect
+without it (401) before invoking the authorizer; the local gateway does the same."""
 
 # --- Fan-out tuning ---------------------------------------------------------------------------
 

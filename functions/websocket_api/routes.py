@@ -33,11 +33,16 @@ backlog. Some may come both ways; the client drops duplicates by ``seq``. A
 live event can even overtake ``subscribed`` (the fan-out does not wait for this
 handler), so a client accepts events of a channel from the moment it asks.
 
-Auth seam: a later REQUEST authorizer on ``$connect`` returns the token's claims,
-and API Gateway passes them to every later route as ``requestContext.authorizer``
-(kept in ``Request.authorizer``); ``authorize`` is where subscribe and publish
-will check them and answer ``forbidden``. Events are never logged: with auth,
-the ``$connect`` event carries the token in its query string.
+Auth: the REQUEST authorizer on ``$connect`` (``websocket_api.authorizer``) verifies
+the token and returns its claims; API Gateway passes them to every later route as
+``requestContext.authorizer`` (kept in ``Request.authorizer``). ``authorize``
+checks each ``subscribe`` and ``publish`` against them: an ``error`` frame
+``forbidden`` for a channel or scope the token does not grant, ``unauthorized``
+once the token has expired (the connection itself lives on, at most 2 h, and
+keeps the subscriptions it made; reconnect with a fresh token). A connection that
+reached a handler without claims, when auth is on, is refused as ``unauthorized``:
+a misconfigured API fails closed. ``unsubscribe`` and ``ping`` need no scope.
+Events are never logged: the ``$connect`` event carries the token in its query string.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from auth.claims import Claims, Scope
+from auth.config import OFF_WARNING, mode_from_env
 from eventlog.config import MAX_READ_LIMIT
 from eventlog.errors import EventLogError
 from eventlog.log import EventLog, default_log
@@ -95,13 +102,18 @@ class Services:
     log: EventLog
     connections: Connections
     management_client: Callable[[str], Any] = management.client_for
+    claims_required: bool = True
+    """False only with ``AUTH_MODE=off``: actions then need no authorizer context."""
 
     @classmethod
     def from_env(cls) -> Services:
         log = default_log()
         # One DynamoDB client for both tables: a second would cost another init.
         connections = Connections(table_name=connections_table_name(), client=_LazyClient(log))
-        return cls(log=log, connections=connections)
+        claims_required = mode_from_env() != "off"
+        if not claims_required:
+            logger.warning(OFF_WARNING)
+        return cls(log=log, connections=connections, claims_required=claims_required)
 
 
 class _LazyClient:
@@ -185,12 +197,12 @@ def default(event: Mapping[str, Any], context: Any = None) -> Response:
     return _serve(event, None)
 
 
-def authorize(request: Request, *, scope: Literal["subscribe", "publish"], channel: str) -> None:
-    """Check the caller's claims for ``scope`` on ``channel``: the seam for auth.
-
-    Without an authorizer every connection may subscribe and publish anywhere.
-    """
-    del request, scope, channel
+def authorize(request: Request, *, scope: Scope, channel: str) -> None:
+    """Check the connection's claims for ``scope`` on ``channel``; raise if not granted."""
+    if not services().claims_required:
+        return
+    claims = Claims.from_context(request.authorizer)
+    claims.check(channel=channel, scope=scope, now=time.time())
 
 
 def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
