@@ -10,8 +10,8 @@ from pathlib import Path
 
 from eventlog import endpoints
 from local.dev_secret import DEV_SECRET_FILE
+from local.servers import PortInUse
 from local.stack import LocalConfig, Ports, configure_logging, serve_until_stopped
-from local.websocket_gateway import PortInUse
 
 
 def _port(name: str, default: int) -> int:

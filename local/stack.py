@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
 import signal
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,7 @@ from eventlog import endpoints, schema
 from eventlog.config import Settings
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
-from local.websocket_gateway import PortInUse
+from local.servers import EmbeddedServer, bind, port_of
 
 logger = logging.getLogger("local")
 
@@ -90,37 +88,6 @@ class LocalConfig:
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE
-
-
-def bind(name: str, port: int) -> socket.socket:
-    """Bind a listening socket now, so a port in use is one clear error before anything starts."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((HOST, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"port {port} ({name}) is in use on {HOST}: stop what holds it, "
-                f"or choose another with --{name}-port"
-            ) from None
-        raise
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handling: the stack owns Ctrl-C for every server."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _port_of(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
 
 
 def _configure_auth(config: LocalConfig) -> str | None:
@@ -222,9 +189,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
     config.outputs_file.unlink(missing_ok=True)  # never leave a stale file for a waiter
     ports = config.ports
     sockets = {
-        "polling": bind("polling", ports.polling),
-        "sse": bind("sse", ports.sse),
-        "demo": bind("demo", ports.demo),
+        "polling": bind(HOST, ports.polling, name="polling", option="--polling-port"),
+        "sse": bind(HOST, ports.sse, name="sse", option="--sse-port"),
+        "demo": bind(HOST, ports.demo, name="demo", option="--demo-port"),
     }
     async with contextlib.AsyncExitStack() as stack:
         for sock in sockets.values():
@@ -240,7 +207,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
 
             stack.enter_context(atomic_requests())
             stack.enter_context(cheap_transaction_rollback())
-            bind("dynamodb", ports.dynamodb).close()  # fail early and clearly
+            bind(
+                HOST, ports.dynamodb, name="dynamodb", option="--dynamodb-port"
+            ).close()  # fail early and clearly
             moto_server = ThreadedMotoServer(ip_address=HOST, port=ports.dynamodb, verbose=False)
             moto_server.start()
             stack.callback(moto_server.stop)
@@ -285,7 +254,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         await asyncio.to_thread(mapping.start)
         stack.callback(mapping.stop)
 
-        base = {name: f"http://{HOST}:{_port_of(sock)}" for name, sock in sockets.items()}
+        base = {name: f"http://{HOST}:{port_of(sock)}" for name, sock in sockets.items()}
         outputs = {
             endpoints.EVENT_LOG_STACK: {
                 endpoints.EVENTS_TABLE_NAME: config.events_table,
@@ -310,7 +279,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         }
         servers = []
         for name, app in apps.items():
-            server = _EmbeddedServer(
+            server = EmbeddedServer(
                 # No access log: browsers send tokens in query strings (the tests check it).
                 uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
             )

@@ -80,7 +80,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -90,7 +89,7 @@ import socket
 import string
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,6 +117,7 @@ from eventlog.config import (
     WEBSOCKET_MAX_FRAME_BYTES,
     WEBSOCKET_MAX_MESSAGE_BYTES,
 )
+from local.servers import EmbeddedServer, bind
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +153,6 @@ class GatewayLimits:
             raise ValueError("need 0 < max_frame_bytes <= max_message_bytes")
         if self.idle_timeout_seconds <= 0 or self.max_connection_seconds <= 0:
             raise ValueError("timeouts must be positive")
-
-
-class PortInUse(RuntimeError):
-    """A port the gateway was asked to listen on is taken."""
 
 
 def new_id() -> str:
@@ -246,7 +242,7 @@ class LocalWebSocketApi:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._ws_server: Server | None = None
-        self._http_server: _EmbeddedServer | None = None
+        self._http_server: EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
 
     # --- Lifecycle ----------------------------------------------------------------------------
@@ -268,9 +264,11 @@ class LocalWebSocketApi:
     async def start(self) -> None:
         """Bind both ports (``PortInUse`` if one is taken) and start serving."""
         port, management_port = self._requested_ports
-        ws_socket = _bind(self.host, port, "WebSocket API")
+        ws_socket = bind(self.host, port, name="WebSocket API", option="--websocket-port")
         try:
-            http_socket = _bind(self.host, management_port, "@connections API")
+            http_socket = bind(
+                self.host, management_port, name="@connections API", option="--management-port"
+            )
         except BaseException:
             ws_socket.close()
             raise
@@ -314,7 +312,7 @@ class LocalWebSocketApi:
             ws="none",
             timeout_graceful_shutdown=2,
         )
-        self._http_server = _EmbeddedServer(config)
+        self._http_server = EmbeddedServer(config)
         self._http_task = asyncio.create_task(
             self._http_server.serve(sockets=[http_socket]), name="@connections"
         )
@@ -846,29 +844,6 @@ def _iso(epoch_ms: int) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _bind(host: str, port: int, name: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(f"port {port} ({name}) is in use on {host}") from None
-        raise
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handling: whoever runs the loop owns Ctrl-C."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class _NoDebugLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

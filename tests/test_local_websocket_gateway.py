@@ -32,10 +32,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import USER_AGENT
 from websockets.sync.client import ClientConnection, connect
 
+from local.servers import PortInUse
 from local.websocket_gateway import (
     GatewayLimits,
     LocalWebSocketApi,
-    PortInUse,
     new_id,
     policy_allows,
     select_route,

@@ -13,8 +13,8 @@ from auth.claims import grant
 from auth.tokens import issue_token
 from eventlog.config import Settings
 from eventlog.log import EventLog
+from eventlog.problems import PROBLEM_CONTENT_TYPE
 from sse_service.app import create_app, token_gate
-from sse_service.problems import PROBLEM_CONTENT_TYPE
 from sse_service.settings import ServiceSettings
 from tests.auth_support import TEST_SECRET, bad_tokens, bearer, good_tokens, verifier
 from tests.sse_support import LiveServer, SseClient

@@ -15,8 +15,8 @@ from fastapi import Request
 from eventlog import EventLog
 from eventlog.config import SSE_RETRY_MILLISECONDS, Settings
 from eventlog.errors import EventLogError
+from eventlog.problems import PROBLEM_CONTENT_TYPE
 from sse_service.app import StreamGrant, create_app, emf_line, open_gate
-from sse_service.problems import PROBLEM_CONTENT_TYPE
 from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
 from tests.sse_support import LiveServer, SseClient, SseMessage
 

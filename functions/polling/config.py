@@ -44,8 +44,6 @@ limit (``eventlog.config.MAX_EVENT_BYTES``) applies to the compact encoding afte
 this only has to be comfortably above any body that can pass it, whitespace and escapes
 included, and far below the HTTP API's 10 MB payload limit."""
 
-RETRY_AFTER_SECONDS = 1
-"""``Retry-After`` sent with a 503 (DynamoDB throttling, publish contention)."""
 
 # --- CORS (the demo page may be served from another origin) ---------------------------------
 

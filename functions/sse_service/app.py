@@ -72,8 +72,8 @@ from auth.config import TOKEN_QUERY_PARAMETER
 from auth.verifier import Verifier, token_from
 from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
+from eventlog.problems import install_problem_handlers, problem_response
 from sse_service.hub import Hub, Subscriber
-from sse_service.problems import install_problem_handlers, problem_response
 from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
 
 logger = logging.getLogger(__name__)

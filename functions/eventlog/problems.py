@@ -1,0 +1,102 @@
+"""Refusals over HTTP as RFC 9457 problems (``application/problem+json``), for both HTTP transports.
+
+A problem body carries ``type``, ``title``, ``status``, ``detail`` and a ``code``
+extension. ``code`` is the machine-readable code of ``eventlog.errors``, the same
+string a WebSocket client sees in an ``error`` frame, and ``type`` is that code
+under a fixed prefix. The prefix is a ``tag:`` URI (RFC 4151): unique and stable,
+and, unlike an https URL, nothing a client could be tempted to fetch.
+
+The polling API and the SSE service install the same handlers, so a client handles
+a refusal the same way on both: the event log's errors (with their own status),
+Starlette's HTTP errors (404, 405, ...) and, as a last resort, any other exception
+(500, logged by the server, with no detail leaked to the client). Only the HTTP
+transports import this module (it needs Starlette); the WebSocket functions never do.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventlog.errors import EventLogError
+from eventlog.events import encode_json
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "tag:realtime-delivery,2026:problem:"
+
+RETRY_AFTER_SECONDS = 1
+"""``Retry-After`` sent with a 503 that names no other delay (throttling, contention)."""
+
+# Codes for Starlette's own HTTP errors; spelled out because reason phrases change
+# between Python versions (413 is "Request Entity Too Large" before 3.13).
+_HTTP_ERROR_CODES: dict[int, str] = {
+    HTTPStatus.NOT_FOUND: "not_found",
+    HTTPStatus.METHOD_NOT_ALLOWED: "method_not_allowed",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "content_too_large",
+}
+
+
+def problem_body(*, status: int, code: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    return {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extensions,
+    }
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """A problem response; a 503 also says when to retry."""
+    all_headers = dict(headers or {})
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        all_headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+    body = problem_body(status=status, code=code, detail=detail, **extensions)
+    return Response(
+        encode_json(body), status_code=status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def _event_log_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EventLogError)
+    return problem_response(
+        status=exc.http_status, code=exc.code, detail=exc.message, headers=exc.headers
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem_response(
+        status=exc.status_code,
+        code=_HTTP_ERROR_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+        detail=str(exc.detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _unexpected_error(_request: Request, _exc: Exception) -> Response:
+    # Starlette re-raises the exception after this response, so the server logs it.
+    return problem_response(
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        code="internal_error",
+        detail="the server failed to handle this request; the failure has been logged",
+    )
+
+
+def install_problem_handlers(app: Starlette) -> None:
+    app.add_exception_handler(EventLogError, _event_log_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,46 @@
+"""Listening sockets and embedded uvicorn servers, shared by everything the local stack runs."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+
+class PortInUse(RuntimeError):
+    """A port the local stack was asked to listen on is taken."""
+
+
+def bind(host: str, port: int, *, name: str, option: str | None = None) -> socket.socket:
+    """Bind a listening socket now, so a port in use is one clear error before anything starts.
+
+    ``option`` names the command-line option that moves this server elsewhere.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            hint = f": stop what holds it, or choose another with {option}" if option else ""
+            raise PortInUse(f"port {port} ({name}) is in use on {host}{hint}") from None
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling: whoever runs the event loop owns Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
