@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 # (see infra/lambda_code.py); a pyenv install is found even when not on the PATH.
 export LAMBDA_PYTHON ?= $(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
 
-.PHONY: dev test check fmt synth deploy clean
+.PHONY: dev test check fmt synth deploy bench bench-quick cost clean
 
 ## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo).
 dev: $(VENV)/.synced
@@ -41,6 +41,18 @@ synth: $(VENV)/.synced
 deploy: $(VENV)/.synced
 	npx --yes aws-cdk@2.1148.1 deploy --all --require-approval never \
 		--app "$(PY) app.py" --outputs-file .local/deployed-outputs.json
+
+## Measure the three transports (minutes): bench/results.json, docs/TRADEOFFS.md, docs/charts/.
+bench: $(VENV)/.synced
+	$(PY) -m bench
+
+## The same in seconds with small numbers, into .local/bench-quick/ (what the tests run).
+bench-quick: $(VENV)/.synced
+	$(PY) -m bench --quick --out .local/bench-quick
+
+## Monthly AWS cost of each transport, e.g. make cost COST_ARGS="--clients 10000 --events-per-minute 6".
+cost: $(VENV)/.synced
+	$(PY) -m bench.cost $(COST_ARGS)
 
 # uv is bootstrapped by pip into the project's venv, then keeps it in step with uv.lock.
 $(VENV)/.synced: pyproject.toml uv.lock

@@ -13,7 +13,8 @@ stream. For each N it prints:
   before the shared reader finds the event);
 - fan-out: first to last arrival, the cost of handing one event to N streams.
 
-Usage: ``python bench/sse_fanout.py [N ...]`` (default: 1000 10000).
+Usage: ``python bench/sse_fanout.py [N ...]`` (default: 1000 10000); ``python -m bench``
+calls ``run`` for its N and puts the figures in ``results.json``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +40,7 @@ from eventlog.config import Settings  # noqa: E402
 CHANNEL = "bench"
 ROUNDS = 7
 CONNECT_CONCURRENCY = 500
+BROADCAST_TIMEOUT_SECONDS = 60
 
 
 def raise_file_limit() -> int:
@@ -72,8 +75,7 @@ class Stream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        request = f"GET /channels/{CHANNEL}/stream HTTP/1.1\r\nHost: bench\r\n\r\n"
-        self.transport.write(request.encode())
+        self.transport.write(self.bench.request)
 
     def data_received(self, data: bytes) -> None:
         window = self.tail + data
@@ -91,8 +93,12 @@ class Stream(asyncio.Protocol):
 
 
 class Bench:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, token: str) -> None:
         self.port = port
+        self.request = (
+            f"GET /channels/{CHANNEL}/stream HTTP/1.1\r\nHost: bench\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
         self.marker: bytes | None = None
         self.arrivals: list[float] = []
         self.seen: set[int] = set()
@@ -129,14 +135,17 @@ class Bench:
         start = time.perf_counter()
         event = await asyncio.to_thread(log.publish, CHANNEL, {"round": seq})
         assert event.seq == seq, (event.seq, seq)
-        await asyncio.wait_for(self.all_arrived.wait(), timeout=60)
+        await asyncio.wait_for(self.all_arrived.wait(), timeout=BROADCAST_TIMEOUT_SECONDS)
         first, last = min(self.arrivals), max(self.arrivals)
         return {"first": first - start, "all": last - start, "fanout": last - first}
 
 
-def start_server(port: int, moto_url: str, table: str) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, moto_url: str, table: str, environment: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **environment,
         "PYTHONPATH": str(ROOT / "functions"),
         "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
         "EVENTS_TABLE_NAME": table,
@@ -163,12 +172,20 @@ async def wait_until_serving(port: int) -> None:
     raise RuntimeError("the server did not start")
 
 
-async def measure(count: int, log: EventLog, moto_url: str) -> dict[str, Any]:
+async def measure(
+    count: int,
+    log: EventLog,
+    moto_url: str,
+    *,
+    rounds: int = ROUNDS,
+    token: str,
+    server_environment: Mapping[str, str],
+) -> dict[str, Any]:
     port = free_port()
-    server = start_server(port, moto_url, log.table_name)
+    server = start_server(port, moto_url, log.table_name, server_environment)
     try:
         await wait_until_serving(port)
-        bench = Bench(port)
+        bench = Bench(port, token=token)
         warm = await bench.open(1)  # first stream: lazy imports, the channel's reader
         await bench.broadcast(log, warm, log.head(CHANNEL) + 1)
         await asyncio.sleep(0.5)
@@ -179,9 +196,9 @@ async def measure(count: int, log: EventLog, moto_url: str) -> dict[str, Any]:
         await asyncio.sleep(1.0)
         rss_after = rss_bytes(server.pid)
         everyone = warm + streams
-        rounds = []
-        for _ in range(ROUNDS):
-            rounds.append(await bench.broadcast(log, everyone, log.head(CHANNEL) + 1))
+        timings = []
+        for _ in range(rounds):
+            timings.append(await bench.broadcast(log, everyone, log.head(CHANNEL) + 1))
             await asyncio.sleep(0.3)
         held = len(everyone) - bench.lost
         for stream in everyone:
@@ -193,61 +210,69 @@ async def measure(count: int, log: EventLog, moto_url: str) -> dict[str, Any]:
             "open_seconds": open_seconds,
             "kb_per_stream": (rss_after - rss_before) / count / 1024,
             "rss_mb": rss_after / 2**20,
-            "first_ms": statistics.median(r["first"] for r in rounds) * 1000,
-            "all_ms": statistics.median(r["all"] for r in rounds) * 1000,
-            "fanout_ms": statistics.median(r["fanout"] for r in rounds) * 1000,
-            "fanout_max_ms": max(r["fanout"] for r in rounds) * 1000,
+            "first_ms": statistics.median(r["first"] for r in timings) * 1000,
+            "all_ms": statistics.median(r["all"] for r in timings) * 1000,
+            "fanout_ms": statistics.median(r["fanout"] for r in timings) * 1000,
+            "fanout_max_ms": max(r["fanout"] for r in timings) * 1000,
+            "rounds": len(timings),
         }
     finally:
-        server.terminate()
+        # No graceful drain (SSE_DRAIN_SECONDS) for a benchmark's server: the figures are taken.
+        server.kill()
         server.wait(timeout=60)
 
 
-def main(counts: list[int]) -> None:
-    import uvloop
-    from moto.server import ThreadedMotoServer
+def run(counts: list[int], *, rounds: int = ROUNDS) -> list[dict[str, Any]]:
+    """Measure each N in turn, each against a fresh server process; return one row per N.
 
-    from local.moto_fidelity import atomic_requests, cheap_transaction_rollback
-
-    limit = raise_file_limit()
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        }
-    )
-    # As the local stack runs moto: one request at a time, publishes that stay fast.
-    for patch in (atomic_requests(), cheap_transaction_rollback()):
-        patch.__enter__()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    moto_url = f"http://{host}:{port}"
+    The server verifies tokens as deployed: it gets a throwaway secret, and every
+    stream presents a token signed with it.
+    """
     import boto3
+    import uvloop
 
-    client = boto3.client("dynamodb", endpoint_url=moto_url)
-    schema.create_table(client, schema.EVENTS_TABLE, "bench-events")
-    log = EventLog(settings=Settings(events_table_name="bench-events"), client=client)
-    log.publish(CHANNEL, "first")
+    from bench.auth import ServerAuth
+    from bench.moto import moto_server
 
+    raise_file_limit()
+    auth = ServerAuth()
+    token = auth.token()
+    results = []
+    with moto_server() as moto_url:
+        client = boto3.client("dynamodb", endpoint_url=moto_url)
+        schema.create_table(client, schema.EVENTS_TABLE, "bench-events")
+        log = EventLog(settings=Settings(events_table_name="bench-events"), client=client)
+        log.publish(CHANNEL, "first")
+        for count in counts:
+            results.append(
+                uvloop.run(
+                    measure(
+                        count,
+                        log,
+                        moto_url,
+                        rounds=rounds,
+                        token=token,
+                        server_environment=auth.environment,
+                    )
+                )
+            )
+    return results
+
+
+def main(counts: list[int]) -> None:
+    limit = raise_file_limit()
     print(f"open-files limit {limit}; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
     print(
         f"{'streams':>8} {'held':>7} {'open s':>7} {'KB/stream':>10} {'RSS MB':>7} "
         f"{'pub->1st ms':>12} {'pub->all ms':>12} {'fan-out ms':>11} {'(max)':>7}"
     )
-    try:
-        for count in counts:
-            r = uvloop.run(measure(count, log, moto_url))
-            print(
-                f"{r['streams']:>8} {r['held']:>7} {r['open_seconds']:>7.1f} "
-                f"{r['kb_per_stream']:>10.1f} {r['rss_mb']:>7.0f} {r['first_ms']:>12.0f} "
-                f"{r['all_ms']:>12.0f} {r['fanout_ms']:>11.0f} {r['fanout_max_ms']:>7.0f}",
-                flush=True,
-            )
-    finally:
-        moto.stop()
+    for r in run(counts):
+        print(
+            f"{r['streams']:>8} {r['held']:>7} {r['open_seconds']:>7.1f} "
+            f"{r['kb_per_stream']:>10.1f} {r['rss_mb']:>7.0f} {r['first_ms']:>12.0f} "
+            f"{r['all_ms']:>12.0f} {r['fanout_ms']:>11.0f} {r['fanout_max_ms']:>7.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -46,14 +46,25 @@ IMPORTS = {
 # --- 1. import time ---------------------------------------------------------------------------
 
 
-def import_seconds(statement: str, *, cache: str, shipped: bool) -> float:
+def import_seconds(
+    statement: str,
+    *,
+    cache: str,
+    shipped: bool,
+    packages: tuple[str, ...] | None = None,
+) -> float:
     """Seconds ``statement`` takes in a fresh interpreter (interpreter start-up excluded).
 
     Every module's bytecode comes from the warm cache ``cache``, except, when
     ``shipped``, the project's packages: they are copied fresh without
     ``__pycache__`` and compiled from source, as from a Lambda zip (read-only, so
-    nothing is written back either).
+    nothing is written back either). ``packages`` are the folders of ``functions/``
+    the asset ships (default: all of them; only what is imported is compiled).
     """
+    if packages is None:
+        packages = tuple(
+            sorted(p.name for p in FUNCTIONS.iterdir() if (p / "__init__.py").exists())
+        )
     code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
     env = {
         **os.environ,
@@ -65,7 +76,7 @@ def import_seconds(statement: str, *, cache: str, shipped: bool) -> float:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="bench-zip-") as zip_dir:
         if shipped:
-            for package in ("eventlog", "websocket_api"):
+            for package in packages:
                 shutil.copytree(
                     FUNCTIONS / package,
                     Path(zip_dir) / package,
@@ -158,7 +169,17 @@ class _Subscribers:
         return 1
 
 
-def measure_fanout(connections: int, delay: float, workers: list[int], gone: int) -> None:
+def measure_fanout(
+    connections: int,
+    delay: float,
+    workers: list[int],
+    gone: int,
+    *,
+    rounds: int = 1,
+    quiet: bool = False,
+) -> dict[int, float]:
+    """Seconds to post one event to every connection, per worker count (median of ``rounds``;
+    printed unless quiet)."""
     from websocket_api import frames, management
     from websocket_api.fanout import Fanout
 
@@ -175,33 +196,40 @@ def measure_fanout(connections: int, delay: float, workers: list[int], gone: int
         frame = frames.event(
             '{"channel":"news","seq":1,"data":{"x":1},"time":"2026-11-28T08:47:00.000Z"}'
         )
-        print(
+        say = (lambda *_: None) if quiet else print
+        say(
             f"\nFan-out of one event to {connections} connections "
             f"({len(gone_ids)} gone), server delay {delay * 1000:.0f} ms per post"
         )
-        print(f"  {'workers':>8} {'seconds':>9} {'posts/s':>9} {'speed-up':>9}")
+        say(f"  {'workers':>8} {'seconds':>9} {'posts/s':>9} {'speed-up':>9}")
         baseline = None
+        seconds: dict[int, float] = {}
         for count in workers:
             client = management.new_client(endpoint, max_pool_connections=count)
             subscribers = _Subscribers(ids)
             fan = Fanout(connections=subscribers, client=client, workers=count)  # type: ignore[arg-type]
             fan.deliver("news", frame)  # warm up: connections opened, threads started
-            subscribers.forgotten.clear()
-            started = time.perf_counter()
-            delivery = fan.deliver("news", frame)
-            elapsed = time.perf_counter() - started
+            timings = []
+            for _ in range(rounds):
+                subscribers.forgotten.clear()
+                started = time.perf_counter()
+                delivery = fan.deliver("news", frame)
+                timings.append(time.perf_counter() - started)
+            elapsed = statistics.median(timings)
             fan._executor.shutdown()
             assert delivery.sent == connections - len(gone_ids), delivery
             assert sorted(subscribers.forgotten) == sorted(gone_ids)
             baseline = baseline or elapsed
+            seconds[count] = elapsed
             label = "1 (seq.)" if count == 1 else str(count)
-            print(
+            say(
                 f"  {label:>8} {elapsed:9.3f} {connections / elapsed:9.0f} "
                 f"{baseline / elapsed:8.1f}x"
             )
     finally:
         server.terminate()
         server.join()
+    return seconds
 
 
 def main() -> None:
@@ -211,12 +239,15 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=5.0, help="server time per post")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 8, 16, 32, 64])
     parser.add_argument("--gone", type=int, default=0, help="connections answering 410")
+    parser.add_argument("--rounds", type=int, default=3, help="deliveries per worker count")
     parser.add_argument("--skip-imports", action="store_true")
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     if not args.skip_imports:
         measure_imports(args.runs)
-    measure_fanout(args.connections, args.delay_ms / 1000, args.workers, args.gone)
+    measure_fanout(
+        args.connections, args.delay_ms / 1000, args.workers, args.gone, rounds=args.rounds
+    )
 
 
 if __name__ == "__main__":

@@ -113,10 +113,12 @@ def precompile(output_dir: Path) -> bool:
     )  # fmt: skip
     if version.returncode != 0 or version.stdout.strip() != LAMBDA_PYTHON_VERSION:
         return False  # e.g. a version manager's shim for an interpreter that is not active
+    # With PYTHONPYCACHEPREFIX set, compileall writes to that cache, not into the asset.
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
     subprocess.run(
         [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
          str(output_dir)],
-        check=True,
+        check=True, env=environment,
     )  # fmt: skip
     return True
 
