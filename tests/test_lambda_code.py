@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from infra.lambda_code import bundle
+from infra.lambda_code import LAMBDA_PYTHON_VERSION, bundle
 
 # The test and build toolchain: none of it may ship (boto3 comes with the Lambda runtime).
 NOT_SHIPPED = (
@@ -68,7 +69,9 @@ def test_nothing_of_the_toolchain_ships(asset: Path) -> None:
 
     assert not top_level & set(NOT_SHIPPED)
     assert not (asset / "bin").exists()
-    assert not list(asset.rglob("__pycache__"))
+    # Bytecode ships only for the Lambda's Python (see precompile), never this machine's.
+    bytecode = {path.name.split(".")[-2] for path in asset.rglob("*.pyc")}
+    assert bytecode <= {f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"}
     assert not (asset / "tests").exists()
     assert not (asset / "infra").exists()
 
@@ -81,3 +84,12 @@ def test_asset_size(asset: Path, tmp_path: Path) -> None:
     # Lambda's own limits: 250 MB unpacked, 50 MB zipped for a direct upload.
     assert unpacked_kib < 250 * 1024
     assert zipped_kib < 50 * 1024
+
+
+def test_bytecode_for_the_lambdas_python_ships_where_that_python_is(asset: Path) -> None:
+    # `make test` points LAMBDA_PYTHON at a pyenv 3.12 when the machine has one (CI does).
+    if not os.environ.get("LAMBDA_PYTHON"):
+        pytest.skip(f"no Python {LAMBDA_PYTHON_VERSION} to compile with: set LAMBDA_PYTHON")
+    tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"
+    assert (asset / "polling" / "__pycache__" / f"app.{tag}.pyc").exists()
+    assert (asset / "fastapi" / "__pycache__" / f"applications.{tag}.pyc").exists()
