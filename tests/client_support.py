@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 from fastapi import FastAPI
 
 from client.base import Subscription
+from eventlog.config import Settings
 from eventlog.events import Event
+from eventlog.log import EventLog
 from tests.sse_support import LiveServer
 
 DEADLINE_SECONDS = 15.0
@@ -63,3 +66,18 @@ async def take(subscription: Subscription, count: int) -> list[Event]:
 
 def seqs(events: list[Event]) -> list[int]:
     return [event.seq for event in events]
+
+
+# Fixtures shared by the client's test modules (registered as a plugin in conftest.py).
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
+    """The log the live servers under test read, with a clock the test moves."""
+    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
+    return EventLog(settings=settings, client=dynamodb, clock=clock)

@@ -17,7 +17,6 @@ from fastapi import FastAPI
 
 from auth.claims import grant
 from client.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
-from eventlog.config import Settings
 from eventlog.endpoints import (
     DEMO_STACK,
     LOCAL_DEV_TOKEN_URL,
@@ -157,17 +156,6 @@ def test_python_dash_m_client_runs_from_the_repository_root(tmp_path: Path) -> N
 
 
 # --- against the polling app ----------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
-    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
-    return EventLog(settings=settings, client=dynamodb, clock=clock)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from client import ClientError, ClientOptions, Reset, open_transport
-from eventlog.config import MAX_EVENT_BYTES, Settings
+from eventlog.config import MAX_EVENT_BYTES
 from eventlog.endpoints import Endpoints
 from eventlog.log import EventLog
 from polling.app import create_app
@@ -28,17 +28,6 @@ OPTIONS = ClientOptions(wait_seconds=1)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
-    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
-    return EventLog(settings=settings, client=dynamodb, clock=clock)
 
 
 @pytest.fixture

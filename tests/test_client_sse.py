@@ -20,7 +20,6 @@ from auth.tokens import issue_token
 from client import ClientError, ClientOptions, Reset, open_transport
 from client.auth import DevTokens
 from client.sse import SseSubscription
-from eventlog.config import Settings
 from eventlog.endpoints import Endpoints
 from eventlog.errors import EventLogError
 from eventlog.log import EventLog
@@ -64,17 +63,6 @@ Serve = Callable[..., Stack]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
-    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
-    return EventLog(settings=settings, client=dynamodb, clock=clock)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from websockets.http11 import Request, Response
 
 from client import ClientError, ClientOptions, Reset, open_transport
 from client.websocket import WebSocketTransport, with_token
-from eventlog.config import Settings
 from eventlog.endpoints import Endpoints
 from eventlog.errors import EventLogError
 from eventlog.events import Event, encode_json
@@ -138,17 +137,6 @@ def event_frame(event: Event) -> str:
 
 def error(code: str, message: str) -> str:
     return encode_json({"type": "error", "code": code, "message": message})
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def event_log(dynamodb: object, events_table: str, clock: Clock) -> EventLog:
-    settings = Settings(events_table_name=events_table, retention_seconds=RETENTION_SECONDS)
-    return EventLog(settings=settings, client=dynamodb, clock=clock)
 
 
 @pytest.fixture

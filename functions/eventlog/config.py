@@ -71,14 +71,26 @@ SSE_DRAIN_SECONDS = 20
 matches it, so the load balancer stops routing to a task before the task stops."""
 
 
-def _env_int(name: str, default: int) -> int:
+def env_str(name: str) -> str | None:
+    """An environment variable, or None when unset or blank."""
     raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+    return None if raw is None or raw.strip() == "" else raw.strip()
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
     try:
-        return int(raw)
+        return default if raw is None else int(raw)
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    try:
+        return default if raw is None else float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +118,6 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             events_table_name=os.environ.get("EVENTS_TABLE_NAME", "events"),
-            retention_seconds=_env_int("EVENT_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS),
-            max_event_bytes=_env_int("MAX_EVENT_BYTES", MAX_EVENT_BYTES),
+            retention_seconds=env_int("EVENT_RETENTION_SECONDS", DEFAULT_RETENTION_SECONDS),
+            max_event_bytes=env_int("MAX_EVENT_BYTES", MAX_EVENT_BYTES),
         )

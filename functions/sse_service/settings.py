@@ -8,7 +8,6 @@ defined here, and the infrastructure imports them from here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from eventlog.config import (
@@ -17,6 +16,9 @@ from eventlog.config import (
     SSE_HEARTBEAT_SECONDS,
     SSE_READER_INTERVAL_SECONDS,
     SSE_RETRY_MILLISECONDS,
+    env_float,
+    env_int,
+    env_str,
 )
 
 SSE_MAX_STREAMS = 10_000
@@ -35,27 +37,6 @@ METRICS_NAMESPACE = "RealtimeDelivery/Sse"
 
 SSE_PORT = 8080
 """The port the container listens on (unprivileged: the container runs as a non-root user)."""
-
-
-def _env(name: str) -> str | None:
-    raw = os.environ.get(name)
-    return None if raw is None or raw.strip() == "" else raw.strip()
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = _env(name)
-    try:
-        return default if raw is None else float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name)
-    try:
-        return default if raw is None else int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,25 +80,25 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
-        origins = _env("SSE_CORS_ORIGINS")
-        metrics = _env("SSE_METRICS_INTERVAL_SECONDS")
+        origins = env_str("SSE_CORS_ORIGINS")
+        metrics = env_str("SSE_METRICS_INTERVAL_SECONDS")
         return cls(
-            heartbeat_seconds=_env_float("SSE_HEARTBEAT_SECONDS", SSE_HEARTBEAT_SECONDS),
-            retry_milliseconds=_env_int("SSE_RETRY_MILLISECONDS", SSE_RETRY_MILLISECONDS),
-            reader_interval_seconds=_env_float(
+            heartbeat_seconds=env_float("SSE_HEARTBEAT_SECONDS", SSE_HEARTBEAT_SECONDS),
+            retry_milliseconds=env_int("SSE_RETRY_MILLISECONDS", SSE_RETRY_MILLISECONDS),
+            reader_interval_seconds=env_float(
                 "SSE_READER_INTERVAL_SECONDS", SSE_READER_INTERVAL_SECONDS
             ),
-            drain_seconds=_env_float("SSE_DRAIN_SECONDS", SSE_DRAIN_SECONDS),
-            max_streams=_env_int("SSE_MAX_STREAMS", SSE_MAX_STREAMS),
-            queue_events=_env_int("SSE_QUEUE_EVENTS", SSE_QUEUE_EVENTS),
+            drain_seconds=env_float("SSE_DRAIN_SECONDS", SSE_DRAIN_SECONDS),
+            max_streams=env_int("SSE_MAX_STREAMS", SSE_MAX_STREAMS),
+            queue_events=env_int("SSE_QUEUE_EVENTS", SSE_QUEUE_EVENTS),
             cors_origins=tuple(o.strip() for o in origins.split(",")) if origins else ("*",),
             metrics_interval_seconds=None
             if metrics is None
-            else _env_float("SSE_METRICS_INTERVAL_SECONDS", 60.0),
-            metrics_service=_env("SSE_METRICS_SERVICE") or "sse",
+            else env_float("SSE_METRICS_INTERVAL_SECONDS", 60.0),
+            metrics_service=env_str("SSE_METRICS_SERVICE") or "sse",
         )
 
 
 def listen_port() -> int:
     """The port to listen on: ``PORT`` if set, else SSE_PORT."""
-    return _env_int("PORT", SSE_PORT)
+    return env_int("PORT", SSE_PORT)
