@@ -9,9 +9,6 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
-# Lambda assets ship bytecode for the Lambda's Python when it is installed here
-# (see infra/lambda_code.py); a pyenv install is found even when not on the PATH.
-export LAMBDA_PYTHON ?= $(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
 
 .PHONY: dev test check fmt synth deploy bench bench-quick cost clean
 

@@ -48,6 +48,7 @@ from auth.config import (
     AuthSettings,
 )
 from eventlog import endpoints
+from infra.app_rules import acknowledge
 
 # CDK context keys (``-c key=value``, or cdk.json's "context").
 MODE_CONTEXT = "auth"
@@ -122,6 +123,12 @@ class Auth(Construct):
                 ),
             )
             self.environment[AUTH_SECRET_ARN_ENV] = self.secret.secret_arn
+            acknowledge(
+                self.secret,
+                "AwsSolutions-SMG4",
+                "Rotating an HMAC key means re-issuing every token: the README's auth section "
+                "says how (a new version; verifiers accept the previous one for a while).",
+            )
         elif self.config.mode == "jwks":
             assert self.config.jwks_url is not None
             self.environment[AUTH_JWKS_URL_ENV] = self.config.jwks_url

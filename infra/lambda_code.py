@@ -4,25 +4,34 @@ A function's asset is its runtime packages from ``functions/`` plus, if it has
 one, its dependency group from ``uv.lock`` installed for the Lambda's platform
 (arm64, Python 3.12). Bundling runs locally with uv, which cross-installs
 manylinux wheels for another architecture and Python version; if uv cannot be
-found, CDK falls back to the same steps in the Lambda build image under Docker.
+found, CDK falls back to the same steps in the Lambda build image under Docker,
+pulled for arm64 whatever the host (an x86 host needs QEMU emulation for that).
 
 Lambdas run on arm64 (Graviton): about 20% cheaper per GB-second than x86_64
 for the same memory, and every dependency here ships aarch64 wheels.
+
+Every uv call says ``--color never``: the CDK CLI sets ``FORCE_COLOR=0`` for the app
+when its own output is not a terminal (CI, ``| tee``), and uv takes any
+``FORCE_COLOR`` as "colour on", which wrote ANSI codes into the exported requirements.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
+
+from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -32,6 +41,12 @@ LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
 LAMBDA_PYTHON_VERSION = "3.12"
 LAMBDA_PLATFORM = "aarch64-manylinux2014"
 UV_VERSION = "0.13.9"
+NO_COLOR = ("--color", "never")
+
+LAMBDA_PYTHON_ENV = "LAMBDA_PYTHON"
+"""Names the Python 3.12 interpreter to compile bytecode with, when discovery cannot find it."""
+BYTECODE_ENV = "LAMBDA_BYTECODE"
+"""``required`` makes a missing Python 3.12 an error instead of a warning (CI sets it)."""
 
 # Never copied from the source tree: local caches (``precompile`` makes the Lambda's own),
 # and the container build files of the SSE service.
@@ -63,8 +78,8 @@ def export_requirements(dependency_group: DependencyGroups) -> str:
     if uv is None:
         raise RuntimeError("uv is not installed: run `make test` or `make synth` once")
     return subprocess.run(
-        [uv, "export", "--frozen", *_only_groups(dependency_group), "--no-emit-project",
-         "--no-header", "--quiet"],
+        [uv, "export", *NO_COLOR, "--frozen", *_only_groups(dependency_group),
+         "--no-emit-project", "--no-header", "--quiet"],
         cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
 
@@ -81,7 +96,7 @@ def bundle(
             requirements = Path(tmp) / "requirements.txt"
             requirements.write_text(export_requirements(dependency_group))
             subprocess.run(
-                [uv, "pip", "install", "--quiet", "--target", str(output_dir),
+                [uv, "pip", "install", *NO_COLOR, "--quiet", "--target", str(output_dir),
                  "--python-platform", LAMBDA_PLATFORM, "--python-version", LAMBDA_PYTHON_VERSION,
                  "--only-binary", ":all:", "--requirement", str(requirements)],
                 check=True,
@@ -94,33 +109,94 @@ def bundle(
     precompile(output_dir)
 
 
+def _python_version(python: str) -> str | None:
+    try:
+        found = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    except OSError:
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def _candidates() -> Iterator[str]:
+    explicit = os.environ.get(LAMBDA_PYTHON_ENV)
+    if explicit:
+        yield explicit
+        return  # a named interpreter that is wrong must not be silently replaced
+    on_path = shutil.which(f"python{LAMBDA_PYTHON_VERSION}")
+    if on_path:
+        yield on_path
+    uv = _uv()
+    if uv:
+        found = subprocess.run(
+            [uv, "python", "find", *NO_COLOR, "--no-config", LAMBDA_PYTHON_VERSION],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if found.returncode == 0 and found.stdout.strip():
+            yield found.stdout.strip()
+    # pyenv keeps every version under its root, though only the active one is on the PATH.
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    installs = sorted(
+        pyenv_root.glob(f"versions/{LAMBDA_PYTHON_VERSION}.*/bin/python{LAMBDA_PYTHON_VERSION}"),
+        key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()],
+    )
+    yield from (str(path) for path in reversed(installs))
+
+
+@functools.cache
+def lambda_python() -> str | None:
+    """The Python 3.12 that compiles the assets' bytecode, found the same way on every machine.
+
+    In order: ``LAMBDA_PYTHON`` (and only it, when set), ``python3.12`` on the PATH,
+    ``uv python find 3.12``, the newest pyenv 3.12. None when there is none.
+    """
+    for candidate in _candidates():
+        if _python_version(candidate) == LAMBDA_PYTHON_VERSION:
+            return candidate
+    return None
+
+
+_MISSING_PYTHON = (
+    f"no Python {LAMBDA_PYTHON_VERSION} found: Lambda assets ship without bytecode, so every "
+    "cold start compiles what it imports (the polling function's imports take about twice as "
+    "long), and asset hashes differ from a machine that has one, which redeploys functions "
+    f"needlessly. Install Python {LAMBDA_PYTHON_VERSION} (`uv python install "
+    f"{LAMBDA_PYTHON_VERSION}`, pyenv, or your package manager) or name it with "
+    f"{LAMBDA_PYTHON_ENV}=/path/to/python{LAMBDA_PYTHON_VERSION}."
+)
+
+
+@functools.cache
+def _warn_missing_python() -> None:
+    # Once per synth, on stderr, which the CDK CLI shows: the asset is still correct.
+    print(f"warning: {_MISSING_PYTHON}", file=sys.stderr)
+
+
 def precompile(output_dir: Path) -> bool:
-    """Ship bytecode for the Lambda's Python, when that interpreter is on this machine.
+    """Ship bytecode for the Lambda's Python, found by ``lambda_python``.
 
     ``/var/task`` is read-only, so a function without ``__pycache__`` compiles every
     module it imports on every cold start: for the polling function that roughly
     doubles its import time. ``unchecked-hash`` bytecode does not depend on file
     times, so the asset (hashed by content) is the same on every machine that has
-    the interpreter; where it is missing the asset is still correct, only slower
-    to start. ``LAMBDA_PYTHON`` names the interpreter if it is not on the PATH.
+    the interpreter. Where it is missing the asset is still correct, only slower to
+    start: a warning says so, or, with ``LAMBDA_BYTECODE=required``, an error.
     """
-    python = os.environ.get("LAMBDA_PYTHON") or shutil.which(f"python{LAMBDA_PYTHON_VERSION}")
+    python = lambda_python()
     if python is None:
+        if os.environ.get(BYTECODE_ENV) == "required":
+            raise RuntimeError(_MISSING_PYTHON)
+        _warn_missing_python()
         return False
-    version = subprocess.run(
-        [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if version.returncode != 0 or version.stdout.strip() != LAMBDA_PYTHON_VERSION:
-        return False  # e.g. a version manager's shim for an interpreter that is not active
     # With PYTHONPYCACHEPREFIX set, compileall writes to that cache, not into the asset.
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
-    subprocess.run(
-        [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-         str(output_dir)],
-        check=True, env=environment,
-    )  # fmt: skip
+    subprocess.run([python, *_COMPILE, str(output_dir)], check=True, env=environment)
     return True
+
+
+_COMPILE = ("-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash")
 
 
 @jsii.implements(ILocalBundling)
@@ -136,19 +212,35 @@ class _LocalUvBundling:
         return True
 
 
+def acknowledge_runtime(function: lambda_.Function) -> None:
+    """The cdk-nag findings every function here shares, acknowledged with the reason."""
+    acknowledge(
+        function,
+        "AwsSolutions-L1",
+        f"Python {LAMBDA_PYTHON_VERSION} on purpose: the asset ships bytecode compiled by a "
+        "matching interpreter (precompile); LAMBDA_RUNTIME and LAMBDA_PYTHON_VERSION move "
+        "together.",
+    )
+    acknowledge(function, LAMBDA_BASIC_EXECUTION, "Lambda's own policy for its logs, no more.")
+
+
 def function_code(
     *, packages: tuple[str, ...], dependency_group: DependencyGroups = None
 ) -> lambda_.Code:
     """The asset of a function made of ``packages`` (folders of ``functions/``)."""
+    # The Docker fallback: the same steps, natively for arm64 inside the Lambda build image.
     copy = " && ".join(f"cp -r /asset-input/functions/{p} /asset-output/" for p in packages)
     install = (
-        f"pip install -q uv=={UV_VERSION} && uv export --frozen "
+        f"pip install -q uv=={UV_VERSION} && uv export {' '.join(NO_COLOR)} --frozen "
         f"{' '.join(_only_groups(dependency_group))} "
         "--no-emit-project > /tmp/requirements.txt && "
-        "pip install -q -r /tmp/requirements.txt -t /asset-output && "
+        "pip install -q --only-binary=:all: -r /tmp/requirements.txt -t /asset-output && "
         if _groups(dependency_group)
         else ""
     )
+    compile_bytecode = f" && python {' '.join(_COMPILE)} /asset-output"
+    # The image copies keep the source tree's caches out, as the local bundling does.
+    clean = " && find /asset-output -name __pycache__ -prune -exec rm -rf {} +"
     return lambda_.Code.from_asset(
         str(ROOT),
         # The hash of what is shipped, so a change elsewhere in the repo does not redeploy.
@@ -156,7 +248,8 @@ def function_code(
         exclude=[".venv", "cdk.out", ".local", "node_modules", ".git", "tests"],
         bundling=BundlingOptions(
             image=LAMBDA_RUNTIME.bundling_image,
-            command=["bash", "-c", install + copy],
+            platform="linux/arm64",
+            command=["bash", "-c", install + copy + clean + compile_bytecode],
             local=_LocalUvBundling(packages=packages, dependency_group=dependency_group),
         ),
     )

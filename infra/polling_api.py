@@ -11,6 +11,25 @@ stops before API Gateway gives up, never running on for a client that has gone.
 Stage throttling answers 429 with API Gateway's own body (HTTP APIs cannot
 customise it), before the function or the table sees the request.
 
+The concurrency guard. A waiting long poll holds one Lambda execution for up to
+25 s, so executions = requests per second x seconds each: at the stage's 100 rps,
+all long polls, that is 2,500 at once, against an account quota of 1,000 by default
+("New AWS accounts have reduced concurrency", docs.aws.amazon.com/lambda/latest/dg/
+limits.html) that the fan-out, the WebSocket routes and every other function of the
+account share. So the function has reserved concurrency (``reserved_concurrency``,
+default ``DEFAULT_RESERVED_CONCURRENCY`` = 100): at most 100 polls run at once
+whatever the traffic, and the rest of the account keeps 900 (Lambda requires at
+least 100 to stay unreserved, docs.aws.amazon.com/lambda/latest/dg/
+API_PutFunctionConcurrency.html). The stage's burst equals the reserve, so a burst
+never asks for more executions than the function may have; the steady 100 rps is
+what short requests (tens of ms: a few executions) need. Long polls hit the reserve
+first: 100 executions / 25 s = 4 new full-length waits per second at steady state,
+about 100 clients long polling at once, which is the scale polling suits. Beyond
+the reserve Lambda throttles the invocation and API Gateway answers with an error
+the clients retry after a pause. ``-c pollingConcurrency=N`` changes the reserve;
+``-c pollingConcurrency=none`` reserves nothing (an account whose quota is below the
+reserve plus 100 cannot deploy one).
+
 Auth: the function verifies every publish and read itself (``polling.auth``), with
 the settings and the read-only secret grant of the shared ``Auth``. An HTTP API
 JWT authorizer could check the signature before the function runs, but not which
@@ -26,9 +45,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import jsii
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -38,8 +59,15 @@ from constructs import Construct
 
 from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.app_rules import acknowledge
 from infra.auth import Auth
-from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
+from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
+from infra.lambda_code import (
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_RUNTIME,
+    acknowledge_runtime,
+    function_code,
+)
 from polling.config import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
@@ -52,6 +80,14 @@ from polling.config import (
 FUNCTION_TIMEOUT_SECONDS = HTTP_API_TIMEOUT_SECONDS - 1
 """Over the longest wait, under the HTTP API's cut-off."""
 assert MAX_LONG_POLL_SECONDS < FUNCTION_TIMEOUT_SECONDS < HTTP_API_TIMEOUT_SECONDS
+
+ORIGIN_READ_TIMEOUT_SECONDS = HTTP_API_TIMEOUT_SECONDS + 5
+"""CloudFront's wait for the API: past the HTTP API's own cut-off, so a request that runs
+out of time gets API Gateway's answer rather than a CloudFront error."""
+
+DEFAULT_RESERVED_CONCURRENCY = 100
+"""Executions the polling function may have at once: see the module docstring."""
+RESERVED_CONCURRENCY_CONTEXT = "pollingConcurrency"
 
 EVENTS_TABLE_READS = (
     "dynamodb:GetItem",  # the head item, and checking that a missing event has expired
@@ -97,14 +133,18 @@ class PollingApi(Construct):
     :param cors_allow_origins: origins allowed to call the API from a browser.
         Default: any (``polling.config.DEFAULT_CORS_ALLOW_ORIGINS``).
     :param throttling_rate_limit: steady requests per second for the stage. Default: 100.
-    :param throttling_burst_limit: burst of requests for the stage. Default: 200.
+    :param reserved_concurrency: executions the function may have at once, or None for
+        none reserved. Default: ``DEFAULT_RESERVED_CONCURRENCY``.
+    :param throttling_burst_limit: burst of requests for the stage. Default: the reserved
+        concurrency (200 with none reserved).
     :param memory_size: the function's memory in MB. Default: 256. A waiting long
         poll bills memory x time, so more memory makes every wait dearer.
     :param log_retention: how long the function's logs and the access logs are kept.
         Default: one month.
 
     Attributes: ``function``, ``function_logs``, ``http_api``, ``stage``, ``access_logs``,
-    ``url`` (the endpoint, no trailing slash).
+    ``url`` (the API's own endpoint, no trailing slash), ``edge_routes`` and
+    ``edge_endpoints`` (what ``infra.edge`` serves from this API: every route).
     """
 
     def __init__(
@@ -116,11 +156,15 @@ class PollingApi(Construct):
         auth: Auth,
         cors_allow_origins: Sequence[str] = DEFAULT_CORS_ALLOW_ORIGINS,
         throttling_rate_limit: int = 100,
-        throttling_burst_limit: int = 200,
+        reserved_concurrency: int | None = DEFAULT_RESERVED_CONCURRENCY,
+        throttling_burst_limit: int | None = None,
         memory_size: int = 256,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
+        if reserved_concurrency is not None and reserved_concurrency < 1:
+            raise ValueError("reserved_concurrency must be at least 1 (or None: unreserved)")
+        burst = throttling_burst_limit or reserved_concurrency or 200
 
         # Created here rather than left to Lambda, so it has a retention and goes with the stack.
         self.function_logs = logs.LogGroup(
@@ -139,6 +183,7 @@ class PollingApi(Construct):
             handler="polling.handler.handler",
             memory_size=memory_size,
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS),
+            reserved_concurrent_executions=reserved_concurrency,
             log_group=self.function_logs,
             environment={
                 "EVENTS_TABLE_NAME": events_table.table_name,
@@ -192,9 +237,7 @@ class PollingApi(Construct):
             "Stage",
             http_api=self.http_api,
             auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(
-                rate_limit=throttling_rate_limit, burst_limit=throttling_burst_limit
-            ),
+            throttle=apigwv2.ThrottleSettings(rate_limit=throttling_rate_limit, burst_limit=burst),
             access_log_settings=_AccessLogSettings(
                 destination=apigwv2.LogGroupLogDestination(self.access_logs),
                 format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
@@ -202,6 +245,33 @@ class PollingApi(Construct):
         )
         # The $default stage serves at the root: the API's endpoint, without a trailing slash.
         self.url: str = self.http_api.api_endpoint
+        for route in self.http_api.node.find_all():
+            if isinstance(route, apigwv2.CfnRoute):
+                acknowledge(
+                    route,
+                    "AwsSolutions-APIG4",
+                    "The function verifies every request's token itself (polling.auth): an "
+                    "HTTP API authorizer could not check the channel grant or ?token=.",
+                )
+        acknowledge_runtime(self.function)
+
+        stack = Stack.of(self)
+        api_domain = f"{self.http_api.api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+        behavior = api_behavior(
+            origins.HttpOrigin(
+                api_domain,
+                protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+                read_timeout=Duration.seconds(ORIGIN_READ_TIMEOUT_SECONDS),
+            ),
+            methods=cloudfront.AllowedMethods.ALLOW_ALL,
+        )
+        self.edge_routes: tuple[EdgeRoute, ...] = tuple(
+            EdgeRoute(path_pattern=path.replace("{channel}", "*"), behavior=behavior)
+            for path in dict.fromkeys(path for _method, path in ROUTES)
+        )
+        self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
+            EdgeEndpoint(output_key=endpoints.POLLING_API_URL),
+        )
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -222,7 +292,7 @@ class _AccessLogSettings:
 
 
 class PollingStack(Stack):
-    """The polling transport on the event log's table; outputs ``PollingApiUrl``."""
+    """The polling transport on the event log's table, served at the edge."""
 
     def __init__(
         self,
@@ -234,6 +304,19 @@ class PollingStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.polling_api = PollingApi(self, "PollingApi", events_table=events_table, auth=auth)
-        # At the stack's top level, so the output key is exactly the contract's name.
-        CfnOutput(self, endpoints.POLLING_API_URL, value=self.polling_api.url)
+        reserve = str(self.node.try_get_context(RESERVED_CONCURRENCY_CONTEXT) or "").lower()
+        self.polling_api = PollingApi(
+            self,
+            "PollingApi",
+            events_table=events_table,
+            auth=auth,
+            reserved_concurrency=(
+                None
+                if reserve == "none"
+                else int(reserve)
+                if reserve
+                else DEFAULT_RESERVED_CONCURRENCY
+            ),
+        )
+        self.edge_routes = self.polling_api.edge_routes
+        self.edge_endpoints = self.polling_api.edge_endpoints

@@ -8,13 +8,20 @@ the chores that come with state (see ``functions/sse_service``):
   ALB_IDLE_TIMEOUT_SECONDS (60 s); the service sends a comment heartbeat every
   SSE_HEARTBEAT_SECONDS (15 s), and the idle timeout is set explicitly so the two
   are visibly related. uvicorn's keep-alive is longer than the ALB's idle timeout.
-- **Draining**: to stop a task, ECS first deregisters it, and the ALB stops
-  sending it new streams but lets the open ones run for the deregistration delay
-  (SSE_DRAIN_SECONDS), then closes them; only then does ECS send SIGTERM, on
-  which the service ends whatever streams it still has, spread over the same
-  window. Either way the clients reconnect to another task and resume with
-  ``Last-Event-ID``: nothing is lost, because the log is the record, not the task.
-  The stop timeout leaves the drain 10 s of margin before SIGKILL.
+- **Draining**: to stop a task, ECS first deregisters it: the ALB sends it no new
+  streams but lets the open ones run for the deregistration delay, and ECS sends
+  SIGTERM only after that delay ("Amazon ECS waits for the load balancer to report
+  ... the target is in an UNUSED state", docs.aws.amazon.com/AmazonECS/latest/
+  developerguide/load-balancer-connection-draining.html). A drain that began at
+  SIGTERM would come too late: the streams would already have been cut. So every
+  stream ends by itself within SSE_MAX_STREAM_SECONDS (at a random moment in its
+  second half), and the deregistration delay is that plus a margin
+  (``DEREGISTRATION_DELAY_SECONDS``): by the time the delay runs out the task's
+  clients have moved to the other tasks a few at a time, resuming by
+  ``Last-Event-ID``, and ECS sees the target unused early. SIGTERM still drains
+  what is left (a task stopped by hand gets it first) over SSE_DRAIN_SECONDS, and
+  the stop timeout leaves that 10 s of margin before SIGKILL. Nothing is lost
+  either way: the log is the record, not the task.
 - **Scaling on connections**: one request is one stream that lasts for hours, so
   requests per target measure churn, not load. The service logs its open-stream
   count as a CloudWatch embedded metric, and the service tracks that (per task)
@@ -22,11 +29,18 @@ the chores that come with state (see ``functions/sse_service``):
 - **Deployments** replace tasks before stopping old ones (min healthy 100%), and
   the circuit breaker rolls back a deployment whose tasks do not become healthy.
 
-Network, and what it costs: a new VPC with public subnets only, tasks with public
-IPs, and no NAT gateway. A NAT gateway costs about $0.045/h per AZ (~$65/month
-for two AZs) plus $0.045/GB processed; public IPv4 addresses cost $0.005/h each
+Network, and what it costs: a new VPC with public subnets for the tasks (public
+IPs, no NAT gateway) and isolated subnets for the load balancer. A NAT gateway
+costs about $0.045/h per AZ (~$65/month for two AZs) plus $0.045/GB processed;
+public IPv4 addresses cost $0.005/h each
 (~$3.60/month per task). The tasks' security group admits only the ALB, so the
-public IP is an exit, not an entrance. DynamoDB traffic goes through a gateway
+public IP is an exit, not an entrance.
+The load balancer is internal: CloudFront reaches it as a VPC origin (``infra.edge``),
+and its security group admits only CloudFront's origin-facing managed prefix list
+(``com.amazonaws.global.cloudfront.origin-facing``, looked up at deploy time), so no
+security group is open to the internet and every browser connection is HTTPS at the
+edge. Mind that the prefix list counts as about 55 rules against the security group's
+quota of 60 inbound rules. DynamoDB traffic goes through a gateway
 endpoint (free, and it keeps the table's traffic off the internet). With private
 subnets you would add NAT (or interface endpoints for ECR, CloudWatch Logs and STS,
 about $7/month each per AZ) and drop the public IPs.
@@ -37,11 +51,9 @@ Its access log is off, and the load balancer's access logs are not enabled: both
 would record the ``?token=`` a browser's EventSource sends. Enable them only with a
 log pipeline that drops query strings.
 
-The listener is plain HTTP on port 80, because a certificate needs a domain. With
-HTTPS the ALB also speaks HTTP/2 to browsers, which lifts HTTP/1.1's limit of six
-connections per origin, the classic SSE pitfall when a page opens several streams.
-Without HTTPS, tokens cross the internet in the clear: put a certificate on the
-listener before real tokens go through it.
+The listener is HTTP on port 80 inside the VPC; browsers speak HTTPS (and HTTP/2 or 3,
+which lifts HTTP/1.1's six connections per origin, the classic SSE pitfall) to
+CloudFront, which carries the stream from the VPC origin within AWS's network.
 
 The image is built from ``functions/`` (the build context) with
 ``functions/sse_service/Dockerfile``; ``cdk synth`` only stages it, ``cdk deploy``
@@ -54,7 +66,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
@@ -62,13 +76,21 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from eventlog import endpoints
-from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS
+from eventlog.config import (
+    ALB_IDLE_TIMEOUT_SECONDS,
+    SSE_DRAIN_SECONDS,
+    SSE_HEARTBEAT_SECONDS,
+    SSE_MAX_STREAM_SECONDS,
+)
+from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk_singletons
 from infra.auth import Auth
+from infra.edge import EdgeEndpoint, EdgeRoute
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
-from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT
+from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
@@ -79,6 +101,19 @@ IMAGE_EXCLUDE = ["*", *(f"!{p}" for p in IMAGE_PACKAGES), "**/__pycache__", "**/
 
 STOP_TIMEOUT_SECONDS = SSE_DRAIN_SECONDS + 10
 """SIGTERM to SIGKILL: the drain window plus margin for the last flush (Fargate allows 120)."""
+
+DEREGISTRATION_DELAY_SECONDS = SSE_MAX_STREAM_SECONDS + 30
+"""Longer than any stream lasts, so a deregistered task's streams all end by themselves
+(and their clients move elsewhere) before the load balancer would cut them."""
+
+SSE_ORIGIN_READ_TIMEOUT_SECONDS = 30
+"""CloudFront's longest wait between two packets of a stream (its default): two heartbeats."""
+assert SSE_HEARTBEAT_SECONDS < SSE_ORIGIN_READ_TIMEOUT_SECONDS
+
+CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
+"""The AWS-managed prefix list of CloudFront's addresses towards origins, VPC origins too."""
+
+FLOW_LOGS_CONTEXT = "vpcFlowLogs"
 
 STREAMS_TARGET = int(SSE_MAX_STREAMS * 0.6)
 """Open streams per task that the scaling aims at: headroom below the cap for a task's
@@ -96,7 +131,12 @@ class SseService(Construct):
     docstring. ``desired_count``, ``max_count``: the scaling range (default 2 to 10
     tasks, two so that a stopping task's clients have somewhere to go). ``cpu`` and
     ``memory_mib``: one task (default 1 vCPU, 2 GiB: SSE_MAX_STREAMS streams at ~50 KB
-    each, with headroom).
+    each, with headroom). ``flow_logs``: VPC flow logs to CloudWatch Logs (default off:
+    they cost $0.50 per GB ingested; ``-c vpcFlowLogs=on`` on the stack).
+
+    Attributes: ``vpc``, ``cluster``, ``service``, ``load_balancer`` (internal),
+    ``target_group``, ``scaling``, ``edge_routes`` and ``edge_endpoints`` (what
+    ``infra.edge`` serves: ``/channels/*/stream`` from this load balancer).
     """
 
     def __init__(
@@ -111,6 +151,7 @@ class SseService(Construct):
         max_count: int = 10,
         cpu: int = 1024,
         memory_mib: int = 2048,
+        flow_logs: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = vpc or ec2.Vpc(
@@ -121,7 +162,11 @@ class SseService(Construct):
             subnet_configuration=[
                 ec2.SubnetConfiguration(
                     name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
-                )
+                ),
+                # The internal load balancer's: no route to or from the internet at all.
+                ec2.SubnetConfiguration(
+                    name="LoadBalancer", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                ),
             ],
             gateway_endpoints={
                 "DynamoDb": ec2.GatewayVpcEndpointOptions(
@@ -129,6 +174,14 @@ class SseService(Construct):
                 )
             },
         )
+        if flow_logs:
+            self.vpc.add_flow_log("FlowLogs")
+        else:
+            acknowledge(
+                self,
+                "AwsSolutions-VPC7",
+                "VPC flow logs cost $0.50 per GB ingested; -c vpcFlowLogs=on turns them on.",
+            )
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -202,16 +255,25 @@ class SseService(Construct):
             self,
             "LoadBalancer",
             vpc=self.vpc,
-            internet_facing=True,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             idle_timeout=Duration.seconds(ALB_IDLE_TIMEOUT_SECONDS),
+            drop_invalid_header_fields=True,
         )
-        listener = self.load_balancer.add_listener("Http", port=80, open=True)
+        self._admit_cloudfront_only()
+        acknowledge(
+            self.load_balancer,
+            "AwsSolutions-ELB2",
+            "Access logs record the query string, where a browser's EventSource sends its "
+            "token; enable them only with a pipeline that drops it.",
+        )
+        listener = self.load_balancer.add_listener("Http", port=80, open=False)
         self.target_group = listener.add_targets(
             "Tasks",
             port=SSE_PORT,
             protocol=elbv2.ApplicationProtocol.HTTP,
             targets=[self.service],
-            deregistration_delay=Duration.seconds(SSE_DRAIN_SECONDS),
+            deregistration_delay=Duration.seconds(DEREGISTRATION_DELAY_SECONDS),
             health_check=elbv2.HealthCheck(
                 path=HEALTH_PATH,
                 interval=Duration.seconds(10),
@@ -244,7 +306,80 @@ class SseService(Construct):
             scale_in_cooldown=Duration.minutes(5),
             scale_out_cooldown=Duration.minutes(1),
         )
-        self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The execution role's ecr:GetAuthorizationToken (pulling the image) has no "
+            "resource-level permissions.",
+        )
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-ECS2",
+            "The environment holds names and ARNs (table, secret ARN, auth mode), never a "
+            "secret: the signing key is read from Secrets Manager at run time.",
+        )
+
+        stream_path = STREAM_PATH.replace("{channel}", "*")
+        self.edge_routes: tuple[EdgeRoute, ...] = (
+            EdgeRoute(
+                path_pattern=stream_path,
+                behavior=cloudfront.BehaviorOptions(
+                    origin=origins.VpcOrigin.with_application_load_balancer(
+                        self.load_balancer,
+                        http_port=80,
+                        protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+                        read_timeout=Duration.seconds(SSE_ORIGIN_READ_TIMEOUT_SECONDS),
+                    ),
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                    # Last-Event-ID, Authorization and ?token= must reach the service.
+                    origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER,
+                    compress=False,
+                ),
+            ),
+        )
+        self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
+            EdgeEndpoint(output_key=endpoints.SSE_URL),
+        )
+
+    def _admit_cloudfront_only(self) -> None:
+        """Let CloudFront's origin-facing addresses, and nothing else, reach the listener.
+
+        The managed prefix list's id differs by region and cannot be looked up at synth
+        without credentials, so a custom resource finds it at deploy time.
+        """
+        lookup = cr.AwsCustomResource(
+            self,
+            "CloudFrontPrefixList",
+            on_update=cr.AwsSdkCall(
+                service="EC2",
+                action="describeManagedPrefixLists",
+                parameters={
+                    "Filters": [{"Name": "prefix-list-name", "Values": [CLOUDFRONT_ORIGIN_FACING]}]
+                },
+                physical_resource_id=cr.PhysicalResourceId.of(CLOUDFRONT_ORIGIN_FACING),
+                output_paths=["PrefixLists.0.PrefixListId"],
+            ),
+            # DescribeManagedPrefixLists supports no resource-level permissions.
+            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(
+                resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE
+            ),
+            install_latest_aws_sdk=False,
+        )
+        acknowledge(
+            lookup,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ec2:DescribeManagedPrefixLists has no resource-level permissions.",
+        )
+        acknowledge_cdk_singletons(
+            Stack.of(self),
+            "AWS679f53fac002430cb0da5b7982bd2287",  # AwsCustomResource's shared function
+            {LAMBDA_BASIC_EXECUTION: "Lambda's own policy for its logs, no more."},
+        )
+        prefix_list = ec2.Peer.prefix_list(lookup.get_response_field("PrefixLists.0.PrefixListId"))
+        for group in self.load_balancer.connections.security_groups:
+            group.add_ingress_rule(prefix_list, ec2.Port.tcp(80), "CloudFront (VPC origin) only")
 
 
 class SseStack(Stack):
@@ -258,5 +393,9 @@ class SseStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.sse = SseService(self, "Sse", events_table=events_table, auth=auth)
-        CfnOutput(self, endpoints.SSE_URL, value=self.sse.url)
+        flow_logs = str(self.node.try_get_context(FLOW_LOGS_CONTEXT) or "off").lower() == "on"
+        self.sse = SseService(
+            self, "Sse", events_table=events_table, auth=auth, flow_logs=flow_logs
+        )
+        self.edge_routes = self.sse.edge_routes
+        self.edge_endpoints = self.sse.edge_endpoints

@@ -40,6 +40,8 @@ from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -53,8 +55,15 @@ from constructs import Construct
 from auth.config import AUTH_MODE_ENV
 from eventlog import endpoints
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra.app_rules import acknowledge, nag_text
 from infra.auth import Auth
-from infra.lambda_code import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, function_code
+from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
+from infra.lambda_code import (
+    LAMBDA_ARCHITECTURE,
+    LAMBDA_RUNTIME,
+    acknowledge_runtime,
+    function_code,
+)
 from infra.tables import table_from_spec
 from websocket_api.config import (
     CONNECTIONS_TABLE_ENV,
@@ -105,7 +114,8 @@ class WebSocketApi(Construct):
         Default: DESTROY.
     :param log_retention: of every function's logs. Default: one month.
 
-    Attributes: ``api``, ``stage``, ``url`` (``wss://...``), ``connections_table``,
+    Attributes: ``api``, ``stage``, ``url`` (the API's own ``wss://...``),
+    ``edge_routes`` and ``edge_endpoints`` (``/<stage>`` at the edge), ``connections_table``,
     ``route_functions`` (route key -> function), ``authorizer_function`` (None with
     auth off), ``fanout_function``, ``fanout_failures`` (the on-failure queue),
     ``fanout_source``.
@@ -137,7 +147,12 @@ class WebSocketApi(Construct):
             "Connections",
             spec=CONNECTIONS_TABLE,
             removal_policy=removal_policy,
-            point_in_time_recovery=False,  # live state only: nothing worth restoring
+            point_in_time_recovery=False,
+        )
+        acknowledge(
+            self.connections_table,
+            "AwsSolutions-DDB3",
+            "Live state only (who listens now): a restored copy would name closed connections.",
         )
         environment = {
             "EVENTS_TABLE_NAME": events_table.table_name,
@@ -200,6 +215,14 @@ class WebSocketApi(Construct):
         )
         for action in ACTIONS:
             self.api.add_route(action, integration=integration(action))
+        for route in self.api.node.find_all():
+            if isinstance(route, apigwv2.CfnRoute):
+                acknowledge(
+                    route,
+                    "AwsSolutions-APIG4",
+                    "API Gateway runs authorizers on $connect only; every later route checks "
+                    "the claims the $connect authorizer returned (routes.authorize).",
+                )
 
         self.stage = apigwv2.WebSocketStage(
             self,
@@ -212,6 +235,29 @@ class WebSocketApi(Construct):
             ),
         )
         self.url: str = self.stage.url
+        acknowledge(
+            self.stage,
+            "AwsSolutions-APIG1",
+            "WebSocket access logs need the account-wide API Gateway CloudWatch role, which "
+            "one stack should not take over; and $context fields carry ?token=.",
+        )
+        stack = Stack.of(self)
+        # The stage's path is the same at the edge: CloudFront forwards /<stage> unchanged.
+        self.edge_routes: tuple[EdgeRoute, ...] = (
+            EdgeRoute(
+                path_pattern=f"/{stage_name}",
+                behavior=api_behavior(
+                    origins.HttpOrigin(
+                        f"{self.api.api_id}.execute-api.{stack.region}.{stack.url_suffix}",
+                        protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+                    ),
+                    methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                ),
+            ),
+        )
+        self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
+            EdgeEndpoint(output_key=endpoints.WEBSOCKET_URL, scheme="wss", path=f"/{stage_name}"),
+        )
 
         self.fanout_function = self._function(
             "Fanout",
@@ -227,12 +273,22 @@ class WebSocketApi(Construct):
                 FANOUT_WORKERS_ENV: str(fanout_workers),
             },
         )
+        # Whoever reads the failure queue (a redrive tool, an operator's script) gets a
+        # dead-letter queue of its own for a message it cannot process five times.
+        failures_dead_letters = sqs.Queue(
+            self,
+            "FanoutFailuresDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         self.fanout_failures = sqs.Queue(
             self,
             "FanoutFailures",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=failures_dead_letters, max_receive_count=5),
         )
         self.fanout_source = DynamoEventSource(
             events_table,
@@ -268,7 +324,7 @@ class WebSocketApi(Construct):
             retention=self._log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        return lambda_.Function(
+        function = lambda_.Function(
             self,
             construct_id,
             description=description,
@@ -281,6 +337,8 @@ class WebSocketApi(Construct):
             log_group=log_group,
             environment=environment,
         )
+        acknowledge_runtime(function)
+        return function
 
     def _grant(self, events_table: dynamodb.ITable, stage_name: str) -> None:
         table = self.connections_table
@@ -312,10 +370,22 @@ class WebSocketApi(Construct):
         posters = [f for key, f in functions.items() if key not in ("$connect", "$disconnect")]
         for function in (*posters, self.fanout_function):
             allow(function, ("execute-api:ManageConnections",), connections)
+            acknowledge(
+                function,
+                f"AwsSolutions-IAM5[Resource::{nag_text(self, connections)}]",
+                "Connection ids are made by API Gateway at run time: this API, this stage, "
+                "POST (posting a frame) only.",
+            )
+        acknowledge(
+            self.fanout_function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "dynamodb:ListStreams, which the stream's event source mapping needs, has no "
+            "resource-level permissions.",
+        )
 
 
 class WebSocketStack(Stack):
-    """The WebSocket transport on the event log's table; outputs ``WebSocketUrl``."""
+    """The WebSocket transport on the event log's table, served at the edge."""
 
     def __init__(
         self,
@@ -330,8 +400,8 @@ class WebSocketStack(Stack):
         self.websocket_api = WebSocketApi(
             self, "WebSocketApi", events_table=events_table, auth=auth
         )
-        # At the stack's top level, so the output key is exactly the contract's name.
-        CfnOutput(self, endpoints.WEBSOCKET_URL, value=self.websocket_api.url)
+        self.edge_routes = self.websocket_api.edge_routes
+        self.edge_endpoints = self.websocket_api.edge_endpoints
         CfnOutput(
             self,
             endpoints.CONNECTIONS_TABLE_NAME,

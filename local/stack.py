@@ -266,10 +266,10 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
                 endpoints.CONNECTIONS_TABLE_NAME: config.connections_table,
             },
             endpoints.SSE_STACK: {endpoints.SSE_URL: base["sse"]},
-            endpoints.DEMO_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
+            endpoints.EDGE_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
         }
         if secret is not None:
-            outputs[endpoints.DEMO_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = (
+            outputs[endpoints.EDGE_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = (
                 base["demo"] + DEV_TOKEN_PATH
             )
         apps = {

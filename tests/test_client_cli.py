@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from auth.claims import grant
 from client.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
 from eventlog.endpoints import (
-    DEMO_STACK,
+    EDGE_STACK,
     LOCAL_DEV_TOKEN_URL,
     LOCAL_OUTPUTS_FILE,
     POLLING_API_URL,
@@ -178,7 +178,7 @@ def endpoints_file(servers: tuple[str, str], tmp_path: Path) -> str:
         {
             SSE_STACK: {},
             POLLING_STACK: {POLLING_API_URL: polling_url},
-            DEMO_STACK: {LOCAL_DEV_TOKEN_URL: token_url},
+            EDGE_STACK: {LOCAL_DEV_TOKEN_URL: token_url},
         },
     )
 

@@ -119,11 +119,11 @@ def test_the_switch_and_the_banner(
     assert parse_args([]).auth is False
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8005")
-    outputs = {endpoints.DEMO_STACK: {endpoints.DEMO_URL: "http://127.0.0.1:8000/"}}
+    outputs = {endpoints.EDGE_STACK: {endpoints.DEMO_URL: "http://127.0.0.1:8000/"}}
     print_banner(outputs, config)
     assert "AUTH IS OFF" in capsys.readouterr().out
     on = parse_args([])
-    outputs[endpoints.DEMO_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = "http://127.0.0.1:8000/dev/token"
+    outputs[endpoints.EDGE_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = "http://127.0.0.1:8000/dev/token"
     print_banner(outputs, dataclasses.replace(on, auth=True))
     banner = capsys.readouterr().out
     assert "AUTH IS OFF" not in banner

@@ -16,14 +16,14 @@ from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
 from infra.auth import Auth, AuthConfig, AuthStack
 from infra.events_table import EventLogStack
-from infra.polling_api import PollingApi, PollingStack
+from infra.polling_api import DEFAULT_RESERVED_CONCURRENCY, PollingApi, PollingStack
 from polling.config import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, ROUTES
 
 JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool/.well-known/jwks.json"
 
 
 @pytest.fixture(scope="module")
-def templates() -> dict[str, Template]:
+def stacks() -> dict[str, cdk.Stack]:
     """Every stack of the module's one App, built before the first synth."""
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     # The same wiring as app.py: the table comes from the event log's stack.
@@ -47,7 +47,12 @@ def templates() -> dict[str, Template]:
         throttling_burst_limit=9,
         memory_size=512,
     )
-    return {"default": Template.from_stack(stack), "custom": Template.from_stack(custom)}
+    return {"default": stack, "custom": custom}
+
+
+@pytest.fixture(scope="module")
+def templates(stacks: dict[str, cdk.Stack]) -> dict[str, Template]:
+    return {name: Template.from_stack(stack) for name, stack in stacks.items()}
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +105,21 @@ def test_the_stage_is_throttled(template: Template) -> None:
         {
             "StageName": "$default",
             "AutoDeploy": True,
-            "DefaultRouteSettings": {"ThrottlingRateLimit": 100, "ThrottlingBurstLimit": 200},
+            # The burst is the reserve: a burst never asks for more executions than allowed.
+            "DefaultRouteSettings": {
+                "ThrottlingRateLimit": 100,
+                "ThrottlingBurstLimit": DEFAULT_RESERVED_CONCURRENCY,
+            },
         },
     )
+
+
+def test_the_function_has_reserved_concurrency_under_the_accounts_default(
+    template: Template,
+) -> None:
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+    # Lambda keeps at least 100 unreserved out of a default quota of 1,000.
+    assert function["ReservedConcurrentExecutions"] == DEFAULT_RESERVED_CONCURRENCY <= 1_000 - 100
 
 
 def test_access_logs_are_json_without_query_strings(template: Template) -> None:
@@ -172,12 +189,14 @@ def test_cors_is_answered_by_api_gateway(template: Template) -> None:
     )
 
 
-def test_the_endpoint_is_the_contracts_output(template: Template) -> None:
-    outputs = template.find_outputs(endpoints.POLLING_API_URL)
-
-    assert list(outputs) == [endpoints.POLLING_API_URL]
-    (api_id,) = template.find_resources("AWS::ApiGatewayV2::Api")
-    assert outputs[endpoints.POLLING_API_URL]["Value"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+def test_every_route_is_served_at_the_edge(stacks: dict[str, cdk.Stack]) -> None:
+    # The public endpoint is the edge's (infra.edge); the stack offers its routes there.
+    stack = stacks["default"]
+    assert isinstance(stack, PollingStack)
+    patterns = [route.path_pattern for route in stack.edge_routes]
+    assert patterns == list(dict.fromkeys(path.replace("{channel}", "*") for _, path in ROUTES))
+    assert [offer.output_key for offer in stack.edge_endpoints] == [endpoints.POLLING_API_URL]
+    assert not Template.from_stack(stack).find_outputs(endpoints.POLLING_API_URL)
 
 
 def test_the_construct_takes_its_documented_options(custom_template: Template) -> None:

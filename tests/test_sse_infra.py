@@ -11,26 +11,43 @@ from aws_cdk.assertions import Match, Template
 
 from auth.config import AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
 from eventlog import endpoints
-from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS, SSE_DRAIN_SECONDS, SSE_HEARTBEAT_SECONDS
+from eventlog.config import (
+    ALB_IDLE_TIMEOUT_SECONDS,
+    SSE_DRAIN_SECONDS,
+    SSE_HEARTBEAT_SECONDS,
+    SSE_MAX_STREAM_SECONDS,
+)
 from infra.auth import AuthStack
 from infra.events_table import EventLogStack
-from infra.sse_service import STOP_TIMEOUT_SECONDS, STREAMS_TARGET, SseStack
+from infra.sse_service import (
+    CLOUDFRONT_ORIGIN_FACING,
+    DEREGISTRATION_DELAY_SECONDS,
+    SSE_ORIGIN_READ_TIMEOUT_SECONDS,
+    STOP_TIMEOUT_SECONDS,
+    STREAMS_TARGET,
+    SseStack,
+)
 from sse_service.settings import METRICS_NAMESPACE, SSE_PORT
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Path]:
+def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, Path, SseStack]:
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(outdir=str(outdir), context={"aws:cdk:bundling-stacks": []})
     event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
     auth = AuthStack(app, endpoints.AUTH_STACK)
     stack = SseStack(app, endpoints.SSE_STACK, events_table=event_log.table, auth=auth.auth)
     app.synth()
-    return Template.from_stack(stack), outdir
+    return Template.from_stack(stack), outdir, stack
 
 
 @pytest.fixture(scope="module")
-def template(synth: tuple[Template, Path]) -> Template:
+def stack(synth: tuple[Template, Path, SseStack]) -> SseStack:
+    return synth[2]
+
+
+@pytest.fixture(scope="module")
+def template(synth: tuple[Template, Path, SseStack]) -> Template:
     return synth[0]
 
 
@@ -54,7 +71,7 @@ def test_targets_are_health_checked_and_drained_for_the_drain_window(template: T
     assert group["HealthCheckPath"] == "/healthz"
     assert (group["Port"], group["TargetType"]) == (SSE_PORT, "ip")
     attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
-    assert int(attributes["deregistration_delay.timeout_seconds"]) == SSE_DRAIN_SECONDS
+    assert int(attributes["deregistration_delay.timeout_seconds"]) == DEREGISTRATION_DELAY_SECONDS
 
 
 def test_the_task_runs_arm64_with_a_stop_timeout_past_the_drain(template: Template) -> None:
@@ -140,15 +157,64 @@ def test_the_network_has_no_nat_and_a_dynamodb_gateway_endpoint(template: Templa
     assert "dynamodb" in str(endpoint["ServiceName"])
 
 
-def test_the_url_is_the_stack_output_sse_url(template: Template) -> None:
-    template.has_output(
-        endpoints.SSE_URL,
-        {"Value": {"Fn::Join": ["", ["http://", {"Fn::GetAtt": [Match.any_value(), "DNSName"]}]]}},
+def test_the_load_balancer_is_internal_and_admits_only_cloudfront(template: Template) -> None:
+    balancer = only(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    assert balancer["Scheme"] == "internal"
+    groups = template.find_resources("AWS::EC2::SecurityGroup")
+    for group in groups.values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            assert "CidrIp" not in rule, rule
+            assert "CidrIpv6" not in rule, rule
+    ingress = template.find_resources("AWS::EC2::SecurityGroupIngress")
+    assert not [r for r in ingress.values() if "CidrIp" in r["Properties"]]
+    from_prefix_list = [
+        r["Properties"] for r in ingress.values() if "SourcePrefixListId" in r["Properties"]
+    ]
+    assert [(r["FromPort"], r["ToPort"]) for r in from_prefix_list] == [(80, 80)]
+    # Looked up at deploy time, by name, so the synth needs no credentials.
+    template.has_resource_properties(
+        "Custom::AWS",
+        {
+            "Create": Match.absent(),
+            "Update": Match.serialized_json(
+                Match.object_like(
+                    {
+                        "parameters": Match.object_like(
+                            {
+                                "Filters": [
+                                    {
+                                        "Name": "prefix-list-name",
+                                        "Values": [CLOUDFRONT_ORIGIN_FACING],
+                                    }
+                                ]
+                            }
+                        )
+                    }
+                )
+            ),
+        },
     )
 
 
-def test_synth_stages_the_image_with_only_what_it_needs(synth: tuple[Template, Path]) -> None:
-    _, outdir = synth
+def test_streams_end_by_themselves_before_the_deregistration_delay_runs_out() -> None:
+    # ECS sends SIGTERM only once the delay is over: by then every stream must have ended.
+    assert DEREGISTRATION_DELAY_SECONDS > SSE_MAX_STREAM_SECONDS
+    assert SSE_ORIGIN_READ_TIMEOUT_SECONDS > SSE_HEARTBEAT_SECONDS
+
+
+def test_the_stream_route_is_served_at_the_edge_uncached_and_uncompressed(
+    stack: SseStack,
+) -> None:
+    (route,) = stack.edge_routes
+    assert route.path_pattern == "/channels/*/stream"
+    assert route.behavior.compress is False
+    assert [offer.output_key for offer in stack.edge_endpoints] == [endpoints.SSE_URL]
+
+
+def test_synth_stages_the_image_with_only_what_it_needs(
+    synth: tuple[Template, Path, SseStack],
+) -> None:
+    _, outdir, _ = synth
     staged = [path.parent.parent for path in outdir.glob("asset.*/sse_service/Dockerfile")]
     assert len(staged) == 1, "the image asset was not staged"
     assert sorted(entry.name for entry in staged[0].iterdir()) == [

@@ -120,10 +120,21 @@ def test_the_stage_is_throttled_and_auto_deployed(template: Template) -> None:
     )
 
 
-def test_the_url_is_the_stack_output_the_contract_names(template: Template) -> None:
-    outputs = template.to_json()["Outputs"]
-    assert endpoints.WEBSOCKET_URL in outputs
-    assert outputs[endpoints.WEBSOCKET_URL]["Value"]["Fn::Join"][1][0] == "wss://"
+def test_the_stage_is_offered_at_the_edge_under_its_own_path(
+    stacks: tuple[EventLogStack, WebSocketStack, cdk.Stack], resources: dict[str, Any]
+) -> None:
+    # The public wss:// endpoint is the edge's (infra.edge): /<stage> passes through unchanged.
+    websocket = stacks[1]
+    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+    stage_name = stage["Properties"]["StageName"]
+    assert endpoints.WEBSOCKET_URL not in Template.from_stack(websocket).to_json()["Outputs"]
+    (offer,) = websocket.edge_endpoints
+    assert (offer.output_key, offer.scheme, offer.path) == (
+        endpoints.WEBSOCKET_URL,
+        "wss",
+        f"/{stage_name}",
+    )
+    assert [route.path_pattern for route in websocket.edge_routes] == [f"/{stage_name}"]
 
 
 def test_connect_has_a_request_authorizer_on_the_token_query_parameter(

@@ -67,8 +67,23 @@ SSE_READER_INTERVAL_SECONDS = 0.25
 """How often one SSE process polls the log for a channel that has subscribers."""
 
 SSE_DRAIN_SECONDS = 20
-"""How long an SSE task gets to end its streams on SIGTERM; the ALB deregistration delay
-matches it, so the load balancer stops routing to a task before the task stops."""
+"""How long an SSE process gets to end its streams once it is told to stop (SIGTERM).
+
+On ECS that is rarely where streams end: ECS deregisters a task from the load balancer
+and waits out the deregistration delay *before* it sends SIGTERM ("Amazon ECS waits for
+the load balancer to report ... the target is in an UNUSED state", docs.aws.amazon.com/
+AmazonECS/latest/developerguide/load-balancer-connection-draining.html). Streams on a
+deregistering task are ended by ``SSE_MAX_STREAM_SECONDS`` instead; this window covers a
+SIGTERM that comes first (a stopped task, a local Ctrl-C)."""
+
+SSE_MAX_STREAM_SECONDS = 300
+"""The longest one SSE stream lasts before the server ends it cleanly, at a random moment
+between half of this and all of it; the client reconnects with ``Last-Event-ID`` and loses
+nothing. This is what drains a task that the load balancer deregisters: every stream on
+it has ended by the time the deregistration delay (this plus a margin) runs out, spread
+over the window, so its clients move to the other tasks a few at a time rather than all
+in the instant the load balancer cuts them. It also spreads streams onto new tasks after
+a scale-out. Price: one reconnect and one backlog read per stream per few minutes."""
 
 
 def env_str(name: str) -> str | None:

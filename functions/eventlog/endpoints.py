@@ -16,7 +16,7 @@ AUTH_STACK = "RealtimeAuth"
 POLLING_STACK = "RealtimePolling"
 WEBSOCKET_STACK = "RealtimeWebSocket"
 SSE_STACK = "RealtimeSse"
-DEMO_STACK = "RealtimeDemo"
+EDGE_STACK = "RealtimeEdge"
 
 POLLING_API_URL = "PollingApiUrl"
 WEBSOCKET_URL = "WebSocketUrl"

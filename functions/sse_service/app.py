@@ -27,6 +27,11 @@ Deliberate decisions, where the wire contract is silent:
 - A client that cannot keep up is cut off, even mid-write: the stream is cancelled,
   the response is ended if the socket takes it within a second, else the server
   closes the connection (and uvicorn logs that the response was incomplete).
+- Lifetime: every stream ends cleanly after a random time between half of
+  ``max_stream_seconds`` and all of it; the client reconnects with ``Last-Event-ID``.
+  On ECS this is the drain that matters: a deregistered task gets no SIGTERM until
+  the load balancer's deregistration delay (longer than the lifetime) has run out,
+  so by then its streams have moved to other tasks, a few at a time.
 - Shutdown: uvicorn turns SIGTERM into its exit flag and stops accepting; a watcher
   here sees the flag (through sse-starlette's ``AppStatus``, or the uvicorn server
   behind the SIGTERM handler) and drains: each stream ends cleanly at a random
@@ -74,11 +79,10 @@ from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers, problem_response
 from sse_service.hub import Hub, Subscriber
-from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
+from sse_service.settings import METRICS_NAMESPACE, STREAM_PATH, ServiceSettings
 
 logger = logging.getLogger(__name__)
 
-STREAM_PATH = "/channels/{channel}/stream"
 HEALTH_PATH = "/healthz"
 
 FINISH_TIMEOUT_SECONDS = 1.0
@@ -325,6 +329,7 @@ def create_app(
                 "too_many_streams", f"this server holds its maximum of {settings.max_streams}"
             )
         subscriber = hub.admit(channel)
+        hub.end_after(subscriber, max_seconds=settings.max_stream_seconds)
         if grant.expires_at is not None:
             loop = asyncio.get_running_loop()
             hub.expire_at(subscriber, deadline=loop.time() + grant.expires_at - time.time())

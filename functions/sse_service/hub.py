@@ -394,6 +394,13 @@ class Hub:
         loop = asyncio.get_running_loop()
         subscriber.timers.append(loop.call_later(delay, subscriber.close, "drain"))
 
+    def end_after(self, subscriber: Subscriber, *, max_seconds: float) -> None:
+        """End ``subscriber``'s stream cleanly, as a drain does, at a random moment between
+        half of ``max_seconds`` and all of it (see ``eventlog.config.SSE_MAX_STREAM_SECONDS``)."""
+        delay = random.uniform(max_seconds / 2, max_seconds)  # noqa: S311 (spreading load)
+        loop = asyncio.get_running_loop()
+        subscriber.timers.append(loop.call_later(delay, subscriber.close, "drain"))
+
     def expire_at(self, subscriber: Subscriber, *, deadline: float) -> None:
         """End ``subscriber``'s stream with ``event: expired`` at ``deadline`` (loop time)."""
         loop = asyncio.get_running_loop()

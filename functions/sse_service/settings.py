@@ -14,6 +14,7 @@ from eventlog.config import (
     ALB_IDLE_TIMEOUT_SECONDS,
     SSE_DRAIN_SECONDS,
     SSE_HEARTBEAT_SECONDS,
+    SSE_MAX_STREAM_SECONDS,
     SSE_READER_INTERVAL_SECONDS,
     SSE_RETRY_MILLISECONDS,
     env_float,
@@ -35,6 +36,9 @@ that many at once, so a smaller queue disconnects even a fast client on a burst.
 METRICS_NAMESPACE = "RealtimeDelivery/Sse"
 """CloudWatch namespace of ``OpenStreams``, which the service logs and the autoscaling tracks."""
 
+STREAM_PATH = "/channels/{channel}/stream"
+"""The one route that streams; the edge (``infra.edge``) routes exactly this pattern here."""
+
 SSE_PORT = 8080
 """The port the container listens on (unprivileged: the container runs as a non-root user)."""
 
@@ -53,6 +57,8 @@ class ServiceSettings:
     retry_milliseconds: int = SSE_RETRY_MILLISECONDS
     reader_interval_seconds: float = SSE_READER_INTERVAL_SECONDS
     drain_seconds: float = SSE_DRAIN_SECONDS
+    max_stream_seconds: float = SSE_MAX_STREAM_SECONDS
+    """A stream ends cleanly after a random time between half of this and all of it."""
     max_streams: int = SSE_MAX_STREAMS
     queue_events: int = SSE_QUEUE_EVENTS
     cors_origins: tuple[str, ...] = ("*",)
@@ -73,6 +79,8 @@ class ServiceSettings:
             raise ValueError("reader_interval_seconds must be positive")
         if self.drain_seconds < 0:
             raise ValueError("drain_seconds must not be negative")
+        if self.max_stream_seconds <= 0:
+            raise ValueError("max_stream_seconds must be positive")
         if self.max_streams < 1 or self.queue_events < 1:
             raise ValueError("max_streams and queue_events must be at least 1")
         if self.metrics_interval_seconds is not None and self.metrics_interval_seconds <= 0:
@@ -89,6 +97,7 @@ class ServiceSettings:
                 "SSE_READER_INTERVAL_SECONDS", SSE_READER_INTERVAL_SECONDS
             ),
             drain_seconds=env_float("SSE_DRAIN_SECONDS", SSE_DRAIN_SECONDS),
+            max_stream_seconds=env_float("SSE_MAX_STREAM_SECONDS", SSE_MAX_STREAM_SECONDS),
             max_streams=env_int("SSE_MAX_STREAMS", SSE_MAX_STREAMS),
             queue_events=env_int("SSE_QUEUE_EVENTS", SSE_QUEUE_EVENTS),
             cors_origins=tuple(o.strip() for o in origins.split(",")) if origins else ("*",),
