@@ -175,7 +175,6 @@ def test_the_load_balancer_is_internal_and_admits_only_cloudfront(template: Temp
     template.has_resource_properties(
         "Custom::AWS",
         {
-            "Create": Match.absent(),
             "Update": Match.serialized_json(
                 Match.object_like(
                     {
