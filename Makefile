@@ -7,17 +7,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
+# The CDK CLI pinned by package-lock.json, the one every synth and deploy goes through.
+CDK := node_modules/.bin/cdk
+# `make synth CONTEXT="auth=off pollingConcurrency=50"`: CDK context, as -c key=value each.
+CONTEXT ?=
+CDK_CONTEXT := $(foreach pair,$(CONTEXT),--context $(pair))
+# `make deploy APPROVAL=never` (CI) skips CDK's prompt for security-broadening changes.
+APPROVAL ?= broadening
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: dev test check fmt synth deploy bench bench-quick cost clean
+.PHONY: dev test check fmt synth bootstrap deploy destroy bench bench-quick cost clean
 
 ## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo).
 dev: $(VENV)/.synced
 	$(PY) -m local $(if $(AUTH),--auth $(AUTH))
 
 ## Lint, type-check and run the whole test suite.
-test: $(VENV)/.synced check
+test: $(VENV)/.synced node_modules/.installed check
 	$(PY) -m pytest
 
 check: $(VENV)/.synced
@@ -29,15 +36,24 @@ fmt: $(VENV)/.synced
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## Write the CloudFormation templates to cdk.out/ (no AWS credentials, no Docker).
-synth: $(VENV)/.synced
-	CDK_OUTDIR=cdk.out $(PY) app.py
+## Write the CloudFormation templates to cdk.out/ through the CDK CLI (no credentials, no Docker).
+synth: $(VENV)/.synced node_modules/.installed
+	$(CDK) synth --quiet $(CDK_CONTEXT)
 	@echo "templates written to cdk.out/"
 
-## Deploy every stack and write the endpoints file (needs AWS credentials).
-deploy: $(VENV)/.synced
-	npx --yes aws-cdk@2.1148.1 deploy --all --require-approval never \
-		--app "$(PY) app.py" --outputs-file .local/deployed-outputs.json
+## Once per account and region: the bucket and roles cdk deploy uses (needs AWS credentials).
+bootstrap: $(VENV)/.synced node_modules/.installed
+	$(CDK) bootstrap $(CDK_CONTEXT)
+
+## Deploy every stack and write the endpoints file (needs AWS credentials, and Docker for SSE).
+deploy: $(VENV)/.synced node_modules/.installed
+	@mkdir -p .local
+	$(CDK) deploy --all --require-approval $(APPROVAL) $(CDK_CONTEXT) \
+		--outputs-file .local/deployed-outputs.json
+
+## Delete the stacks (the events table is retained on purpose: see the README).
+destroy: $(VENV)/.synced node_modules/.installed
+	$(CDK) destroy --all $(CDK_CONTEXT)
 
 ## Measure the three transports (minutes): bench/results.json, docs/TRADEOFFS.md, docs/charts/.
 bench: $(VENV)/.synced
@@ -57,5 +73,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PY)
 	@touch $@
 
+# npm ci installs exactly package-lock.json's CLI.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 clean:
-	rm -rf $(VENV) cdk.out .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules cdk.out .local .mypy_cache .ruff_cache .pytest_cache

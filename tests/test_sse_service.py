@@ -239,6 +239,28 @@ def test_drain_ends_open_streams_cleanly_and_refuses_new_ones(serve: Serve) -> N
     assert hub.stats["closed_drain"] == 3
 
 
+def test_a_stream_ends_by_itself_within_its_lifetime_and_resumes_without_loss(
+    serve: Serve, log: EventLog
+) -> None:
+    # What drains a task the load balancer deregisters: ECS sends no SIGTERM until the
+    # deregistration delay is over, so streams must leave on their own before that.
+    lifetime = 0.6
+    server = serve(max_stream_seconds=lifetime)
+    log.publish("life", {"n": 1})
+    started = time.monotonic()
+    with SseClient(server.port, "/channels/life/stream?after=0") as client:
+        first = list(client.messages(until=started + 5))
+        ended = time.monotonic() - started
+        assert client.ended_cleanly  # a normal end: EventSource reconnects by itself
+    assert lifetime / 2 <= ended < lifetime + 2
+    assert [m.id for m in first if m.data and m.event is None] == ["1"]
+    log.publish("life", {"n": 2})
+    with SseClient(server.port, "/channels/life/stream", headers={"Last-Event-ID": "1"}) as again:
+        resumed = [m for m in again.messages(until=time.monotonic() + 5) if m.data]
+        assert json.loads(resumed[0].data)["seq"] == 2
+    assert server.app.state.hub.stats["closed_drain"] >= 1
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 

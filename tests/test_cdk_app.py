@@ -1,0 +1,286 @@
+"""The CDK app as users run it: the pinned CLI, from a non-interactive shell, per variant.
+
+Each variant is one ``cdk synth`` of the real CLI (``node_modules/.bin/cdk``, pinned by
+package-lock.json) with stdin closed and stdout piped, as CI and ``make deploy | tee``
+run it; the default variant bundles every Lambda asset, as a deploy does. Then every
+variant's templates are checked together: no exports between stacks (so switching
+between variants can never be refused by CloudFormation), every weak reference
+resolves within its variant, cdk-nag found nothing unacknowledged, and cfn-lint is clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog import endpoints
+
+# Six synths (the first bundles every asset) take minutes on two busy cores.
+pytestmark = pytest.mark.timeout(1200)
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+JWKS_URL = "https://issuer.example.com/.well-known/jwks.json"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    context: tuple[str, ...] = ()
+    without: str | None = None
+    """A transport's stack class whose line is deleted from app.py, as the README says."""
+
+
+VARIANTS = (
+    Variant("default"),
+    Variant("auth-jwks", context=("auth=jwks", f"authJwksUrl={JWKS_URL}")),
+    Variant("auth-off", context=("auth=off",)),
+    Variant("without-polling", without="PollingStack"),
+    Variant("without-websocket", without="WebSocketStack"),
+    Variant("without-sse", without="SseStack"),
+)
+
+
+@dataclass(frozen=True)
+class Synth:
+    variant: Variant
+    outdir: Path
+    result: subprocess.CompletedProcess[str]
+
+    def templates(self) -> dict[str, dict[str, Any]]:
+        return {
+            path.name.removesuffix(".template.json"): json.loads(path.read_text())
+            for path in sorted(self.outdir.glob("*.template.json"))
+        }
+
+
+def app_without(transport: str, folder: Path) -> Path:
+    """app.py with the one line that adds ``transport`` deleted."""
+    lines = (ROOT / "app.py").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if f"{transport}(app" not in line]
+    assert len(kept) == len(lines) - 1, f"app.py should add {transport} in exactly one line"
+    app = folder / "app.py"
+    app.write_text("".join(kept))
+    return app
+
+
+def synthesize(variant: Variant, folder: Path) -> Synth:
+    outdir = folder / "cdk.out"
+    command = [str(CDK), "synth", "--quiet", "--output", str(outdir)]
+    for pair in variant.context:
+        command += ["--context", pair]
+    if variant.without:
+        command += ["--app", f"{sys.executable} {app_without(variant.without, folder)}"]
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'functions'}{os.pathsep}{ROOT}",
+        "CI": "true",
+    }
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,  # no terminal: what CI and a piped deploy see
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        timeout=600,
+        check=False,
+    )
+    return Synth(variant, outdir, result)
+
+
+@pytest.fixture(scope="module")
+def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]:
+    assert CDK.exists(), "the pinned CDK CLI is missing: `make test` installs it (npm ci)"
+    folders = {v.name: tmp_path_factory.mktemp(v.name) for v in VARIANTS}
+    # Two at a time: each is a node process and a Python one.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = pool.map(lambda v: synthesize(v, folders[v.name]), VARIANTS)
+        return {synth.variant.name: synth for synth in done}
+
+
+@pytest.fixture(params=[v.name for v in VARIANTS])
+def synth(request: pytest.FixtureRequest, synths: dict[str, Synth]) -> Synth:
+    return synths[request.param]
+
+
+def walk(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def test_the_cli_synthesizes_without_a_terminal(synth: Synth) -> None:
+    assert synth.result.returncode == 0, synth.result.stdout[-4000:]
+    assert "Successfully synthesized" in synth.result.stdout
+    # The ANSI escapes uv wrote into requirements when it took FORCE_COLOR as "colour on".
+    assert "\x1b[" not in synth.result.stdout
+
+
+def test_no_stack_imports_or_exports_a_value(synth: Synth) -> None:
+    for name, template in synth.templates().items():
+        assert not [node for node in walk(template) if "Fn::ImportValue" in node], name
+        exported = [key for key, out in template.get("Outputs", {}).items() if "Export" in out]
+        assert exported == [], f"{name} exports {exported}"
+
+
+def test_every_weak_reference_resolves_within_its_variant(synth: Synth) -> None:
+    templates = synth.templates()
+    references = [
+        node["Fn::GetStackOutput"]
+        for template in templates.values()
+        for node in walk(template)
+        if "Fn::GetStackOutput" in node
+    ]
+    assert references, "the transports read the table and the secret from other stacks"
+    for reference in references:
+        producer = templates[reference["StackName"]]
+        assert reference["OutputName"] in producer["Outputs"], reference
+
+
+def test_cdk_nag_found_nothing_unacknowledged(synth: Synth) -> None:
+    report = json.loads((synth.outdir / "validation-report.json").read_text())
+    violations = [
+        (plugin.get("pluginName"), violation.get("ruleName"))
+        for plugin in report["pluginReports"]
+        for violation in plugin.get("violations", [])
+    ]
+    assert violations == []
+    # The pack ran: the acknowledgments it honoured are recorded in the stacks' metadata.
+    metadata = "".join(p.read_text() for p in synth.outdir.glob("*.metadata.json"))
+    assert '"aws:cdk:acknowledged-rules"' in metadata
+    assert "AwsSolutions-IAM4" in metadata
+
+
+def test_cfn_lint_is_clean(synths: dict[str, Synth]) -> None:
+    templates = sorted(str(p) for s in synths.values() for p in s.outdir.glob("*.template.json"))
+    # W3005: a DependsOn that CDK writes beside a Ref/GetAtt already implying it.
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--ignore-checks",
+            "W3005",
+            "--",
+            *templates,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def behaviors(synth: Synth) -> dict[str, dict[str, Any]]:
+    (distribution,) = [
+        resource["Properties"]["DistributionConfig"]
+        for resource in synth.templates()[endpoints.EDGE_STACK]["Resources"].values()
+        if resource["Type"] == "AWS::CloudFront::Distribution"
+    ]
+    found = {b["PathPattern"]: b for b in distribution.get("CacheBehaviors", [])}
+    found["default"] = distribution["DefaultCacheBehavior"]
+    return found
+
+
+def test_one_https_address_serves_the_page_and_every_transport(synths: dict[str, Synth]) -> None:
+    synth = synths["default"]
+    found = behaviors(synth)
+    assert set(found) == {
+        "default",
+        "/channels/*/events",
+        "/channels/*/stream",
+        "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/ws",
+    }
+    for pattern, behavior in found.items():
+        expected = "redirect-to-https" if pattern == "default" else "https-only"
+        assert behavior["ViewerProtocolPolicy"] == expected, pattern
+        if pattern != "default":
+            # Nothing cached or compressed: a stream or a long poll is never held back.
+            assert behavior["Compress"] is False, pattern
+            assert behavior["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", pattern
+    outputs = synth.templates()[endpoints.EDGE_STACK]["Outputs"]
+    offered = {endpoints.DEMO_URL, endpoints.POLLING_API_URL, endpoints.SSE_URL}
+    assert offered | {endpoints.WEBSOCKET_URL} <= set(outputs)
+    for key in offered:
+        assert json.dumps(outputs[key]["Value"]).startswith('{"Fn::Join": ["", ["https://'), key
+    assert json.dumps(outputs[endpoints.WEBSOCKET_URL]["Value"]).startswith(
+        '{"Fn::Join": ["", ["wss://'
+    )
+
+
+def test_the_demo_page_is_deployed_with_its_endpoints_file(synths: dict[str, Synth]) -> None:
+    synth = synths["default"]
+    edge = synth.templates()[endpoints.EDGE_STACK]["Resources"]
+    (deployment,) = [r for r in edge.values() if r["Type"] == "Custom::CDKBucketDeployment"]
+    sources = [
+        synth.outdir / f"asset.{key.removesuffix('.zip')}"
+        for key in deployment["Properties"]["SourceObjectKeys"]
+    ]
+    files = {path.name: path for source in sources for path in source.iterdir()}
+    assert {"index.html", "api.js", "outputs.json"} <= set(files)
+    # outputs.json names every endpoint; each value is filled in at deploy time with the
+    # distribution's own https:// (or wss://) address.
+    written = files["outputs.json"].read_text()
+    keys = re.findall(r'"(\w+)":<<marker:0xbaba:\d+>>', written)
+    assert sorted(keys) == sorted(
+        [endpoints.DEMO_URL, endpoints.POLLING_API_URL, endpoints.SSE_URL, endpoints.WEBSOCKET_URL]
+    )
+    markers = json.dumps(deployment["Properties"]["SourceMarkers"])
+    assert markers.count("DomainName") == len(keys)
+    assert deployment["Properties"]["DistributionPaths"] == ["/*"]
+    (bucket,) = [r for r in edge.values() if r["Type"] == "AWS::S3::Bucket"]
+    assert bucket["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+
+
+def test_a_removed_transport_leaves_no_path_at_the_edge(synths: dict[str, Synth]) -> None:
+    assert "/channels/*/stream" not in behaviors(synths["without-sse"])
+    assert "/ws" not in behaviors(synths["without-websocket"])
+    assert "/channels/*/events" not in behaviors(synths["without-polling"])
+    assert endpoints.SSE_STACK not in synths["without-sse"].templates()
+    edge_outputs = synths["without-sse"].templates()[endpoints.EDGE_STACK]["Outputs"]
+    assert endpoints.SSE_URL not in edge_outputs
+
+
+def test_auth_modes_change_only_what_they_must(synths: dict[str, Synth]) -> None:
+    def secrets(name: str) -> int:
+        auth = synths[name].templates()[endpoints.AUTH_STACK]
+        kinds = [r["Type"] for r in auth.get("Resources", {}).values()]
+        return kinds.count("AWS::SecretsManager::Secret")
+
+    assert (secrets("default"), secrets("auth-jwks"), secrets("auth-off")) == (1, 0, 0)
+    stdout = synths["auth-off"].result.stdout
+    assert re.search(r"auth.*off", stdout, re.IGNORECASE), "auth=off must warn at synth"
+
+
+def test_an_unacknowledged_finding_fails_the_synth(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_sqs as sqs
+
+    from infra import app_rules
+
+    app = cdk.App(outdir=str(tmp_path))
+    app_rules.apply(app)
+    # A queue that accepts plain HTTP and has no dead-letter queue: AwsSolutions-SQS3/SQS4.
+    sqs.Queue(cdk.Stack(app, "Careless"), "Queue")
+    with pytest.raises(RuntimeError, match="ValidationFailed") as failure:
+        app.synth()
+    assert "AwsSolutions-SQS3" in str(failure.value)
+    assert "AwsSolutions-SQS4" in str(failure.value)
