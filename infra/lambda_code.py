@@ -224,11 +224,10 @@ def acknowledge_runtime(function: lambda_.Function) -> None:
     acknowledge(function, LAMBDA_BASIC_EXECUTION, "Lambda's own policy for its logs, no more.")
 
 
-def function_code(
+def bundling_options(
     *, packages: tuple[str, ...], dependency_group: DependencyGroups = None
-) -> lambda_.Code:
-    """The asset of a function made of ``packages`` (folders of ``functions/``)."""
-    # The Docker fallback: the same steps, natively for arm64 inside the Lambda build image.
+) -> BundlingOptions:
+    """Local bundling with uv; if uv is missing, the same steps in Docker, for arm64."""
     copy = " && ".join(f"cp -r /asset-input/functions/{p} /asset-output/" for p in packages)
     install = (
         f"pip install -q uv=={UV_VERSION} && uv export {' '.join(NO_COLOR)} --frozen "
@@ -238,18 +237,27 @@ def function_code(
         if _groups(dependency_group)
         else ""
     )
-    compile_bytecode = f" && python {' '.join(_COMPILE)} /asset-output"
-    # The image copies keep the source tree's caches out, as the local bundling does.
+    # Caches copied from the source tree and pip's timestamped bytecode go; then the
+    # image's Python 3.12 compiles the same unchecked-hash bytecode as precompile.
     clean = " && find /asset-output -name __pycache__ -prune -exec rm -rf {} +"
+    compile_bytecode = f" && python {' '.join(_COMPILE)} /asset-output"
+    return BundlingOptions(
+        image=LAMBDA_RUNTIME.bundling_image,
+        # Pulled for arm64 whatever the host: pip then installs aarch64 wheels natively.
+        platform="linux/arm64",
+        command=["bash", "-c", install + copy + clean + compile_bytecode],
+        local=_LocalUvBundling(packages=packages, dependency_group=dependency_group),
+    )
+
+
+def function_code(
+    *, packages: tuple[str, ...], dependency_group: DependencyGroups = None
+) -> lambda_.Code:
+    """The asset of a function made of ``packages`` (folders of ``functions/``)."""
     return lambda_.Code.from_asset(
         str(ROOT),
         # The hash of what is shipped, so a change elsewhere in the repo does not redeploy.
         asset_hash_type=AssetHashType.OUTPUT,
         exclude=[".venv", "cdk.out", ".local", "node_modules", ".git", "tests"],
-        bundling=BundlingOptions(
-            image=LAMBDA_RUNTIME.bundling_image,
-            platform="linux/arm64",
-            command=["bash", "-c", install + copy + clean + compile_bytecode],
-            local=_LocalUvBundling(packages=packages, dependency_group=dependency_group),
-        ),
+        bundling=bundling_options(packages=packages, dependency_group=dependency_group),
     )

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from infra.lambda_code import LAMBDA_PYTHON_VERSION, bundle
+from infra.lambda_code import (
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    bundle,
+    bundling_options,
+    export_requirements,
+    lambda_python,
+    precompile,
+)
 
 # The test and build toolchain: none of it may ship (boto3 comes with the Lambda runtime).
 NOT_SHIPPED = (
@@ -87,9 +96,57 @@ def test_asset_size(asset: Path, tmp_path: Path) -> None:
 
 
 def test_bytecode_for_the_lambdas_python_ships_where_that_python_is(asset: Path) -> None:
-    # `make test` points LAMBDA_PYTHON at a pyenv 3.12 when the machine has one (CI does).
-    if not os.environ.get("LAMBDA_PYTHON"):
-        pytest.skip(f"no Python {LAMBDA_PYTHON_VERSION} to compile with: set LAMBDA_PYTHON")
+    if lambda_python() is None:
+        # CI's machines have one: there the missing bytecode is a failure, never a skip.
+        assert not os.environ.get("CI"), f"CI must have a Python {LAMBDA_PYTHON_VERSION}"
+        pytest.skip(f"no Python {LAMBDA_PYTHON_VERSION} here (see infra.lambda_code)")
     tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"
     assert (asset / "polling" / "__pycache__" / f"app.{tag}.pyc").exists()
     assert (asset / "fastapi" / "__pycache__" / f"applications.{tag}.pyc").exists()
+
+
+def test_exported_requirements_carry_no_colour_whatever_force_color_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The CDK CLI sets FORCE_COLOR=0 for the app when its output is not a terminal.
+    monkeypatch.setenv("FORCE_COLOR", "0")
+    requirements = export_requirements("polling")
+    assert "\x1b[" not in requirements
+    assert "fastapi==" in requirements
+
+
+def test_the_docker_fallback_builds_for_arm64_and_compiles_bytecode() -> None:
+    options = bundling_options(packages=("auth", "polling"), dependency_group="polling")
+    assert options.platform == "linux/arm64"
+    assert options.image.image == LAMBDA_RUNTIME.bundling_image.image
+    script = options.command[-1] if options.command else ""
+    assert "--only-binary=:all:" in script
+    assert "--color never" in script
+    assert script.endswith("--invalidation-mode unchecked-hash /asset-output")
+
+
+def test_a_named_lambda_python_is_never_silently_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lambda_python.cache_clear()
+    monkeypatch.setenv("LAMBDA_PYTHON", sys.executable)  # this interpreter is not 3.12
+    try:
+        assert lambda_python() is None
+    finally:
+        lambda_python.cache_clear()
+
+
+def test_without_the_lambdas_python_the_asset_warns_or_fails_as_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LAMBDA_PYTHON", str(tmp_path / "no-such-python"))
+    lambda_python.cache_clear()
+    try:
+        monkeypatch.delenv("LAMBDA_BYTECODE", raising=False)
+        assert precompile(tmp_path) is False
+        assert f"no Python {LAMBDA_PYTHON_VERSION} found" in capsys.readouterr().err
+        monkeypatch.setenv("LAMBDA_BYTECODE", "required")
+        with pytest.raises(RuntimeError, match=f"no Python {LAMBDA_PYTHON_VERSION} found"):
+            precompile(tmp_path)
+    finally:
+        lambda_python.cache_clear()
