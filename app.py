@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The CDK app: the event log's and auth's stacks, one line per transport, and the edge.
+"""The CDK app: the event log's and auth's stacks, one line per transport, the edge, operations.
 
 Deleting a transport is deleting its line here, ``infra/<transport>.py`` and
-``functions/<transport>/``: the edge serves whatever transports the list holds.
+``functions/<transport>/``: the edge serves, and operations watches, whatever
+transports the list holds.
 
 References between the stacks are weak (``Fn::GetStackOutput``, not exports; set in
 app_rules): see docs/ARCHITECTURE.md, "Stacks that can always be redeployed".
@@ -24,6 +25,7 @@ from infra import app_rules
 from infra.auth import AuthConfig, AuthStack
 from infra.edge import EdgeConfig, EdgeStack
 from infra.events_table import EventLogStack
+from infra.operations import OperationsStack
 from infra.polling_api import PollingStack
 from infra.sse_service import SseStack
 from infra.websocket_api import WebSocketStack
@@ -51,6 +53,12 @@ def main() -> None:
         routes=[route for transport in transports for route in transport.edge_routes],
         endpoints_offered=[offer for transport in transports for offer in transport.edge_endpoints],
         config=EdgeConfig.from_context(app.node),
+    )
+    OperationsStack(
+        app,
+        endpoints.OPERATIONS_STACK,
+        env=env,
+        watched=[watch for transport in transports for watch in transport.watched],
     )
     app.synth()
 

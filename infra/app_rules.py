@@ -6,10 +6,12 @@ with ``Fn::GetStackOutput`` at deploy time instead of an export and an
 imports ("Export ... cannot be deleted as it is in use"), so strong references lock
 stacks together: switching ``-c auth=jwks`` (the secret's ARN goes away) or deleting
 a transport would fail to deploy. Weak ones do not; the price is that a consumer
-sees a changed value only when it is deployed again, which ``cdk deploy --all`` does
-in dependency order (docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/
-intrinsic-function-reference-getstackoutput.html). Set here rather than in cdk.json so
-every app built from these stacks, the tests' too, gets it.
+sees a changed value only when its own stack is updated: ``cdk deploy --all`` skips a
+stack whose template did not change, so after a producer replaces a resource (a new
+load balancer, a new API) deploy with ``--force`` once (docs.aws.amazon.com/
+AWSCloudFormation/latest/TemplateReference/intrinsic-function-reference-getstackoutput.html).
+Set here rather than in cdk.json so every app built from these stacks, the tests' too,
+gets it.
 
 cdk-nag's AwsSolutions pack runs as a CDK validation plugin on every synth (``make
 synth``, ``cdk deploy``, the tests): an unacknowledged finding fails the synth, so a
@@ -34,7 +36,10 @@ def apply(app: cdk.App) -> None:
 
     Call it on a new app, before any stack is added to it.
     """
-    app.node.set_context(REFERENCE_STRENGTH_CONTEXT, "weak")
+    # An explicit choice wins: a deployment made with strong references moves to weak ones
+    # through "both" (one deploy), as CDK's "Reference strength" section describes.
+    if app.node.try_get_context(REFERENCE_STRENGTH_CONTEXT) is None:
+        app.node.set_context(REFERENCE_STRENGTH_CONTEXT, "weak")
     if str(app.node.try_get_context(NAG_CONTEXT) or "on").lower() == "off":
         return
     from cdk_nag import AwsSolutionsChecks

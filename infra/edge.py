@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, DefaultStackSynthesizer, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -81,6 +81,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 DOMAIN_NAME_CONTEXT = "domainName"
 CERTIFICATE_ARN_CONTEXT = "certificateArn"
+
+BOOTSTRAP_QUALIFIER_CONTEXT = "@aws-cdk/core:bootstrapQualifier"
 
 OUTPUTS_FILE = "outputs.json"
 """The endpoints file the demo page reads next to itself (``web/api.js``), written at deploy
@@ -230,8 +232,9 @@ class Edge(Construct):
         acknowledge(
             self.distribution,
             "AwsSolutions-CFR2",
-            "Every transport verifies its token before it does any work; a web ACL costs "
-            "from about $5 a month plus per request: add one (web_acl_id) for rate rules.",
+            "Every transport verifies its token before it does any work, and the APIs' stage "
+            "throttling is the rate control: their execute-api endpoints stay public, so a "
+            "web ACL here could be bypassed. Add one (web_acl_id) for the page if you need it.",
         )
         if certificate is None:
             acknowledge(
@@ -248,9 +251,13 @@ class Edge(Construct):
         outputs_file = {Stack.of(self).stack_name: self.urls}
         stack = Stack.of(self)
         page_objects = nag_text(self, self.bucket.arn_for_objects("*"))
-        # The default bootstrap's asset bucket ("hnb659fds" is its default qualifier).
+        # The bootstrap's asset bucket, under the qualifier the app is synthesized with.
+        qualifier = (
+            stack.node.try_get_context(BOOTSTRAP_QUALIFIER_CONTEXT)
+            or DefaultStackSynthesizer.DEFAULT_QUALIFIER
+        )
         bootstrap_assets = (
-            f"arn:{stack.partition}:s3:::cdk-hnb659fds-assets-{stack.account}-{stack.region}/*"
+            f"arn:{stack.partition}:s3:::cdk-{qualifier}-assets-{stack.account}-{stack.region}/*"
         )
         self.deployment = s3deploy.BucketDeployment(
             self,

@@ -68,6 +68,7 @@ from infra.lambda_code import (
     acknowledge_runtime,
     function_code,
 )
+from infra.operations import Watched, lambda_watches
 from polling.config import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
@@ -272,6 +273,18 @@ class PollingApi(Construct):
         self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
             EdgeEndpoint(output_key=endpoints.POLLING_API_URL),
         )
+        self.watched: tuple[Watched, ...] = (
+            *lambda_watches("Polling function", self.function),
+            Watched(
+                kind="concurrency_near_reserve",
+                label="Polling concurrency",
+                metric=self.function.metric("ConcurrentExecutions"),
+                limit=reserved_concurrency,
+            ),
+            Watched(
+                kind="http_5xx", label="Polling API 5xx", metric=self.http_api.metric_server_error()
+            ),
+        )
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -320,3 +333,4 @@ class PollingStack(Stack):
         )
         self.edge_routes = self.polling_api.edge_routes
         self.edge_endpoints = self.polling_api.edge_endpoints
+        self.watched = self.polling_api.watched

@@ -89,6 +89,7 @@ from eventlog.config import (
 from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk_singletons
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute
+from infra.operations import Watched
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
 from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
 
@@ -253,7 +254,9 @@ class SseService(Construct):
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
-            "LoadBalancer",
+            # Not "LoadBalancer": the internet-facing one of earlier versions had that id, and
+            # a replaced load balancer cannot take over its target group (one ALB per group).
+            "InternalLoadBalancer",
             vpc=self.vpc,
             internet_facing=False,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
@@ -342,6 +345,32 @@ class SseService(Construct):
         self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
             EdgeEndpoint(output_key=endpoints.SSE_URL),
         )
+        self.watched: tuple[Watched, ...] = (
+            Watched(
+                kind="alb_5xx",
+                label="SSE load balancer 5xx",
+                metric=self.load_balancer.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT),
+            ),
+            Watched(
+                kind="unhealthy_hosts",
+                label="SSE unhealthy tasks",
+                # Built from the two full names, not the target group's helper, which
+                # splits the listener's ARN (a form cfn-lint cannot check across stacks).
+                metric=cloudwatch.Metric(
+                    namespace="AWS/ApplicationELB",
+                    metric_name="UnHealthyHostCount",
+                    dimensions_map={
+                        "TargetGroup": self.target_group.target_group_full_name,
+                        "LoadBalancer": self.load_balancer.load_balancer_full_name,
+                    },
+                ),
+            ),
+            Watched(
+                kind="task_memory",
+                label="SSE task memory",
+                metric=self.service.metric_memory_utilization(),
+            ),
+        )
 
     def _admit_cloudfront_only(self) -> None:
         """Let CloudFront's origin-facing addresses, and nothing else, reach the listener.
@@ -399,3 +428,4 @@ class SseStack(Stack):
         )
         self.edge_routes = self.sse.edge_routes
         self.edge_endpoints = self.sse.edge_endpoints
+        self.watched = self.sse.watched

@@ -64,6 +64,7 @@ from infra.lambda_code import (
     acknowledge_runtime,
     function_code,
 )
+from infra.operations import Watched, lambda_watches
 from infra.tables import table_from_spec
 from websocket_api.config import (
     CONNECTIONS_TABLE_ENV,
@@ -306,6 +307,34 @@ class WebSocketApi(Construct):
 
         self._grant(events_table, stage_name)
 
+        functions = {
+            **{f"WebSocket {key}": f for key, f in self.route_functions.items()},
+            "WebSocket fan-out": self.fanout_function,
+        }
+        if self.authorizer_function is not None:
+            functions["WebSocket authorizer"] = self.authorizer_function
+        self.watched: tuple[Watched, ...] = (
+            Watched(
+                kind="fanout_failures",
+                label="Fan-out failure queue",
+                metric=self.fanout_failures.metric_approximate_number_of_messages_visible(),
+            ),
+            Watched(
+                kind="iterator_age",
+                label="Fan-out iterator age",
+                metric=self.fanout_function.metric("IteratorAge"),
+            ),
+            Watched(
+                kind="websocket_integration_errors",
+                label="WebSocket integration errors",
+                metric=self.api.metric(
+                    "IntegrationError",
+                    dimensions_map={"ApiId": self.api.api_id, "Stage": stage_name},
+                ),
+            ),
+            *(watch for label, f in functions.items() for watch in lambda_watches(label, f)),
+        )
+
     def _function(
         self,
         construct_id: str,
@@ -402,6 +431,7 @@ class WebSocketStack(Stack):
         )
         self.edge_routes = self.websocket_api.edge_routes
         self.edge_endpoints = self.websocket_api.edge_endpoints
+        self.watched = self.websocket_api.watched
         CfnOutput(
             self,
             endpoints.CONNECTIONS_TABLE_NAME,

@@ -284,3 +284,46 @@ def test_an_unacknowledged_finding_fails_the_synth(tmp_path: Path) -> None:
         app.synth()
     assert "AwsSolutions-SQS3" in str(failure.value)
     assert "AwsSolutions-SQS4" in str(failure.value)
+
+
+def alarms_of(synth: Synth) -> list[dict[str, Any]]:
+    operations = synth.templates()[endpoints.OPERATIONS_STACK]["Resources"]
+    return [r["Properties"] for r in operations.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+
+
+def test_every_transport_is_watched_and_every_alarm_pages(synths: dict[str, Synth]) -> None:
+    alarms = alarms_of(synths["default"])
+    assert {a["MetricName"] for a in alarms} == {
+        "ApproximateNumberOfMessagesVisible",  # the fan-out's failure queue
+        "IteratorAge",
+        "Errors",
+        "Throttles",
+        "ConcurrentExecutions",
+        "5xx",
+        "IntegrationError",
+        "HTTPCode_ELB_5XX_Count",
+        "UnHealthyHostCount",
+        "MemoryUtilization",
+    }
+    operations = synths["default"].templates()[endpoints.OPERATIONS_STACK]["Resources"]
+    (topic,) = [name for name, r in operations.items() if r["Type"] == "AWS::SNS::Topic"]
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == [{"Ref": topic}], alarm["MetricName"]
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmDescription"]
+    assert [r for r in operations.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    # A deleted transport takes its alarms with it.
+    without_sse = {a["Namespace"] for a in alarms_of(synths["without-sse"])}
+    assert "AWS/ApplicationELB" not in without_sse
+    assert "AWS/ECS" not in without_sse
+
+
+def test_the_readme_explains_every_alarm_as_defined() -> None:
+    from infra.operations import operating_table
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- operating-table:start -->\n") + len(
+        "<!-- operating-table:start -->\n"
+    )
+    end = readme.index("<!-- operating-table:end -->")
+    assert readme[start:end] == operating_table()

@@ -17,6 +17,7 @@ POLLING_STACK = "RealtimePolling"
 WEBSOCKET_STACK = "RealtimeWebSocket"
 SSE_STACK = "RealtimeSse"
 EDGE_STACK = "RealtimeEdge"
+OPERATIONS_STACK = "RealtimeOperations"
 
 POLLING_API_URL = "PollingApiUrl"
 WEBSOCKET_URL = "WebSocketUrl"
