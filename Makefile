@@ -48,6 +48,7 @@ bootstrap: $(VENV)/.synced node_modules/.installed
 ## Deploy every stack and write the endpoints file (needs AWS credentials, and Docker for SSE).
 deploy: $(VENV)/.synced node_modules/.installed
 	@mkdir -p .local
+	$(PY) -m infra.preflight $(CONTEXT)
 	$(CDK) deploy --all --require-approval $(APPROVAL) $(CDK_CONTEXT) \
 		--outputs-file .local/deployed-outputs.json
 

@@ -24,7 +24,9 @@ API_PutFunctionConcurrency.html). The stage's burst equals the reserve, so a bur
 never asks for more executions than the function may have; the steady 100 rps is
 what short requests (tens of ms: a few executions) need. Long polls hit the reserve
 first: 100 executions / 25 s = 4 new full-length waits per second at steady state,
-about 100 clients long polling at once, which is the scale polling suits. Beyond
+about 100 clients long polling at once, which is the scale polling suits. A new
+account's quota can be far below 1,000, too low to reserve anything: ``make deploy``
+checks the account first (``infra.preflight``) and says what to do. Beyond
 the reserve Lambda throttles the invocation and API Gateway answers with an error
 the clients retry after a pause. ``-c pollingConcurrency=N`` changes the reserve;
 ``-c pollingConcurrency=none`` reserves nothing (an account whose quota is below the
@@ -89,6 +91,23 @@ out of time gets API Gateway's answer rather than a CloudFront error."""
 DEFAULT_RESERVED_CONCURRENCY = 100
 """Executions the polling function may have at once: see the module docstring."""
 RESERVED_CONCURRENCY_CONTEXT = "pollingConcurrency"
+LAMBDA_MIN_UNRESERVED = 100
+"""Executions Lambda keeps unreserved in every account (PutFunctionConcurrency's rule)."""
+
+
+def reserved_concurrency_from(value: object) -> int | None:
+    """``-c pollingConcurrency=``: a positive number, ``none``, or unset for the default."""
+    text = str(value if value is not None else "").strip().lower()
+    if text == "":
+        return DEFAULT_RESERVED_CONCURRENCY
+    if text == "none":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"-c {RESERVED_CONCURRENCY_CONTEXT}= takes a positive number or none, got {value!r}"
+        )
+    return int(text)
+
 
 EVENTS_TABLE_READS = (
     "dynamodb:GetItem",  # the head item, and checking that a missing event has expired
@@ -317,18 +336,13 @@ class PollingStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        reserve = str(self.node.try_get_context(RESERVED_CONCURRENCY_CONTEXT) or "").lower()
         self.polling_api = PollingApi(
             self,
             "PollingApi",
             events_table=events_table,
             auth=auth,
-            reserved_concurrency=(
-                None
-                if reserve == "none"
-                else int(reserve)
-                if reserve
-                else DEFAULT_RESERVED_CONCURRENCY
+            reserved_concurrency=reserved_concurrency_from(
+                self.node.try_get_context(RESERVED_CONCURRENCY_CONTEXT)
             ),
         )
         self.edge_routes = self.polling_api.edge_routes
