@@ -42,13 +42,10 @@ string: a ``?token=`` never reaches a log.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -61,6 +58,7 @@ from constructs import Construct
 
 from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
+from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
@@ -258,10 +256,7 @@ class PollingApi(Construct):
             http_api=self.http_api,
             auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=throttling_rate_limit, burst_limit=burst),
-            access_log_settings=_AccessLogSettings(
-                destination=apigwv2.LogGroupLogDestination(self.access_logs),
-                format=apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
-            ),
+            access_log_settings=json_access_logs(self.access_logs, ACCESS_LOG_FORMAT),
         )
         # The $default stage serves at the root: the API's endpoint, without a trailing slash.
         self.url: str = self.http_api.api_endpoint
@@ -304,23 +299,6 @@ class PollingApi(Construct):
                 kind="http_5xx", label="Polling API 5xx", metric=self.http_api.metric_server_error()
             ),
         )
-
-
-@jsii.implements(apigwv2.IAccessLogSettings)
-class _AccessLogSettings:
-    def __init__(
-        self, *, destination: apigwv2.IAccessLogDestination, format: apigateway.AccessLogFormat
-    ) -> None:
-        self._destination = destination
-        self._format = format
-
-    @property
-    def destination(self) -> apigwv2.IAccessLogDestination:
-        return self._destination
-
-    @property
-    def format(self) -> apigateway.AccessLogFormat:
-        return self._format
 
 
 class PollingStack(Stack):

@@ -27,11 +27,15 @@ subscribe and publish. Only the authorizer verifies tokens, so only it bundles
 PyJWT and may read the signing secret; the route functions share a second, smaller
 asset. With auth off there is no authorizer.
 
-Not here: access logs. WebSocket APIs write them through the account-wide
-API Gateway CloudWatch role (``AWS::ApiGateway::Account``), which one stack
-should not silently take over; pass ``access_log_settings`` to the stage once
-the account has that role, and never log ``$context`` fields that carry the
-query string (a token travels there).
+Access logs are opt-in: WebSocket APIs write them through the account-wide API
+Gateway CloudWatch role (``AWS::ApiGateway::Account``: one setting per account and
+region, shared by every REST and WebSocket API there), which a stack should not take
+over unasked. ``-c apiGatewayCloudWatchRole=on`` creates that role and sets it for the
+account, then logs every connect, message and disconnect as JSON (``ACCESS_LOG_FORMAT``:
+no field that carries the query string, where the token travels). If the account
+already has the role (another API's stack set it), ``-c websocketAccessLogs=on`` logs
+without touching the account setting. Deleting this stack leaves the account setting
+as it is.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -55,6 +60,7 @@ from constructs import Construct
 from auth.config import AUTH_MODE_ENV
 from eventlog import endpoints
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge, nag_text
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
@@ -83,6 +89,22 @@ ROUTE_TIMEOUT_SECONDS = 29
 SUBSCRIBE_TIMEOUT_SECONDS = 120
 """A subscribe may post a long backlog one frame at a time. API Gateway stops waiting after
 29 s, but the function runs on, and the frames it posts still arrive."""
+
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "connectionId": "$context.connectionId",
+    "eventType": "$context.eventType",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "integrationLatencyMs": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+    "error": "$context.error.message",
+}
+"""No ``$context.identity`` or query-string field: the ``?token=`` of ``$connect`` stays out."""
+
+CLOUDWATCH_ROLE_CONTEXT = "apiGatewayCloudWatchRole"
+ACCESS_LOGS_CONTEXT = "websocketAccessLogs"
 
 FANOUT_TIMEOUT_SECONDS = 300
 """A batch of ``fanout_batch_size`` events, each posted to every subscriber of its channel."""
@@ -113,7 +135,9 @@ class WebSocketApi(Construct):
         ``websocket_api.config.DEFAULT_FANOUT_WORKERS``.
     :param removal_policy: of the connections table, which only holds live state.
         Default: DESTROY.
-    :param log_retention: of every function's logs. Default: one month.
+    :param log_retention: of every function's logs and the access logs. Default: one month.
+    :param access_logs: write the stage's access logs. Default: False (see the module
+        docstring: they need the account's API Gateway CloudWatch role).
 
     Attributes: ``api``, ``stage``, ``url`` (the API's own ``wss://...``),
     ``edge_routes`` and ``edge_endpoints`` (``/<stage>`` at the edge), ``connections_table``,
@@ -137,9 +161,15 @@ class WebSocketApi(Construct):
         fanout_workers: int = DEFAULT_FANOUT_WORKERS,
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        access_logs: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self._log_retention = log_retention
+        self.access_logs: logs.LogGroup | None = None
+        if access_logs:
+            self.access_logs = logs.LogGroup(
+                self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            )
         # One asset for every route and the fan-out: the same packages, no dependencies.
         self._code = function_code(packages=("auth", "eventlog", "websocket_api"))
 
@@ -234,14 +264,18 @@ class WebSocketApi(Construct):
             throttle=apigwv2.ThrottleSettings(
                 rate_limit=throttling_rate_limit, burst_limit=throttling_burst_limit
             ),
+            access_log_settings=(
+                json_access_logs(self.access_logs, ACCESS_LOG_FORMAT) if self.access_logs else None
+            ),
         )
         self.url: str = self.stage.url
-        acknowledge(
-            self.stage,
-            "AwsSolutions-APIG1",
-            "WebSocket access logs need the account-wide API Gateway CloudWatch role, which "
-            "one stack should not take over; and $context fields carry ?token=.",
-        )
+        if self.access_logs is None:
+            acknowledge(
+                self.stage,
+                "AwsSolutions-APIG1",
+                "WebSocket access logs need the account-wide API Gateway CloudWatch role, "
+                "which a stack takes over only when asked: -c apiGatewayCloudWatchRole=on.",
+            )
         stack = Stack.of(self)
         # The stage's path is the same at the edge: CloudFront forwards /<stage> unchanged.
         self.edge_routes: tuple[EdgeRoute, ...] = (
@@ -413,6 +447,30 @@ class WebSocketApi(Construct):
         )
 
 
+def _account_cloudwatch_role(scope: Construct) -> Construct:
+    """API Gateway's account-wide role for CloudWatch Logs, set for this account and region."""
+    role = iam.Role(
+        scope,
+        "ApiGatewayCloudWatchRole",
+        assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+        managed_policies=[
+            iam.ManagedPolicy.from_aws_managed_policy_name(
+                "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+            )
+        ],
+    )
+    acknowledge(
+        role,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonAPIGatewayPushToCloudWatchLogs]",
+        "The policy API Gateway documents for its account-wide logging role.",
+    )
+    account = apigateway.CfnAccount(scope, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+    # Deleting the stack must not unset logging for every other API of the account.
+    account.apply_removal_policy(RemovalPolicy.RETAIN)
+    return account
+
+
 class WebSocketStack(Stack):
     """The WebSocket transport on the event log's table, served at the edge."""
 
@@ -426,9 +484,20 @@ class WebSocketStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+
+        def switched_on(key: str) -> bool:
+            return str(self.node.try_get_context(key) or "off").lower() == "on"
+
+        account_role = switched_on(CLOUDWATCH_ROLE_CONTEXT)
         self.websocket_api = WebSocketApi(
-            self, "WebSocketApi", events_table=events_table, auth=auth
+            self,
+            "WebSocketApi",
+            events_table=events_table,
+            auth=auth,
+            access_logs=account_role or switched_on(ACCESS_LOGS_CONTEXT),
         )
+        if account_role:
+            self.websocket_api.stage.node.add_dependency(_account_cloudwatch_role(self))
         self.edge_routes = self.websocket_api.edge_routes
         self.edge_endpoints = self.websocket_api.edge_endpoints
         self.watched = self.websocket_api.watched

@@ -12,6 +12,7 @@ from aws_cdk.assertions import Annotations, Match, Template
 from auth.config import AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
 from eventlog import endpoints, schema
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
+from infra import app_rules
 from infra.auth import Auth, AuthConfig, AuthStack
 from infra.events_table import EventLogStack
 from infra.websocket_api import WebSocketApi, WebSocketStack
@@ -385,3 +386,29 @@ def test_every_function_logs_to_a_group_with_retention(resources: dict[str, Any]
     for function in functions.values():
         assert function["Properties"]["Architectures"] == ["arm64"]
         assert function["Properties"]["Runtime"] == "python3.12"
+
+
+def test_access_logs_are_opt_in_and_never_hold_the_query_string(
+    resources: dict[str, Any],
+) -> None:
+    # Default: no access logs, and the account's API Gateway setting is left alone.
+    assert not of_type(resources, "AWS::ApiGateway::Account")
+    (stage,) = of_type(resources, "AWS::ApiGatewayV2::Stage").values()
+    assert "AccessLogSettings" not in stage["Properties"]
+
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "apiGatewayCloudWatchRole": "on"})
+    app_rules.apply(app)  # cdk-nag too: the role and the logs must pass it
+    event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
+    auth = AuthStack(app, endpoints.AUTH_STACK)
+    stack = WebSocketStack(
+        app, endpoints.WEBSOCKET_STACK, events_table=event_log.table, auth=auth.auth
+    )
+    logged = Template.from_stack(stack).to_json()["Resources"]
+    (account,) = of_type(logged, "AWS::ApiGateway::Account").values()
+    assert account["DeletionPolicy"] == "Retain"  # other APIs of the account rely on it
+    (stage,) = of_type(logged, "AWS::ApiGatewayV2::Stage").values()
+    log_format = json.loads(stage["Properties"]["AccessLogSettings"]["Format"])
+    assert log_format["connectionId"] == "$context.connectionId"
+    for variable in log_format.values():
+        assert "querystring" not in variable.lower()
+        assert "identity" not in variable
