@@ -64,14 +64,20 @@ bench: $(VENV)/.synced
 bench-quick: $(VENV)/.synced
 	$(PY) -m bench --quick --out .local/bench-quick
 
-## Monthly AWS cost of each transport, e.g. make cost COST_ARGS="--clients 10000 --events-per-minute 6".
+## Monthly AWS cost of each transport: make cost CLIENTS=10000 EVENTS_PER_MINUTE=6 CHANNELS=1.
 cost: $(VENV)/.synced
-	$(PY) -m bench.cost $(COST_ARGS)
+	$(PY) -m bench.cost $(if $(CLIENTS),--clients $(CLIENTS)) \
+		$(if $(EVENTS_PER_MINUTE),--events-per-minute $(EVENTS_PER_MINUTE)) \
+		$(if $(CHANNELS),--channels $(CHANNELS)) $(COST_ARGS)
 
 # uv is bootstrapped by pip into the project's venv, then keeps it in step with uv.lock.
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
 	$(UV) sync --frozen --python $(PY)
+	@# The venv finds functions/ and the project's own packages without PYTHONPATH, so
+	@# `.venv/bin/python -m local` and `-m client` work as the README shows them.
+	@printf '%s\n%s\n' "$(CURDIR)/functions" "$(CURDIR)" > \
+		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/realtime-delivery.pth"
 	@touch $@
 
 # npm ci installs exactly package-lock.json's CLI.
