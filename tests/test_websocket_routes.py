@@ -417,6 +417,26 @@ def test_with_auth_off_no_claims_are_needed(
             json.dumps({"action": "publish", "channel": "news", "data": "x" * MAX_EVENT_BYTES}),
             "event_too_large",
         ),
+        # Nested deeper than the decoder recurses, yet inside one 32 KB frame.
+        ("$default", "[" * 30_000, "bad_json"),
+        ("subscribe", '{"action": "subscribe", "x": ' + "[" * 30_000, "bad_json"),
+        ("publish", '{"action": "publish", "channel": "n", "data": ' + "[" * 30_000, "bad_json"),
+        # More digits than a DynamoDB number holds.
+        (
+            "subscribe",
+            f'{{"action": "subscribe", "channel": "n", "after": {10**40}}}',
+            "invalid_cursor",
+        ),
+        (
+            "subscribe",
+            f'{{"action": "subscribe", "channel": "n", "after": {10**38}}}',
+            "invalid_cursor",
+        ),
+        # Dot segments: no browser can put them in a URL path.
+        ("subscribe", '{"action": "subscribe", "channel": ".."}', "invalid_channel"),
+        ("publish", '{"action": "publish", "channel": ".", "data": 1}', "invalid_channel"),
+        # A lone surrogate parses, but has no UTF-8 encoding to deliver.
+        ("publish", '{"action": "publish", "channel": "n", "data": "\\ud800"}', "invalid_data"),
     ],
 )
 def test_bad_input_gets_an_error_frame_and_writes_nothing(
@@ -461,6 +481,20 @@ def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
     with pytest.raises(Exception, match="InternalServerError"):
         routes.subscribe(message("subscribe", channel="news"))
     assert [f["code"] for f in sent()] == ["internal_error"]
+
+
+def test_a_throttled_request_is_a_throttled_frame_not_a_fault(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    class ThrottledLog(EventLog):
+        def publish(self, channel: str, data: Any) -> Any:
+            raise _client_error("ProvisionedThroughputExceededException", 400)
+
+    routes.use_services(dataclasses.replace(ws, log=ThrottledLog(client=dynamodb)))
+    response = routes.publish(message("publish", channel="news", data=1))
+    assert response == {"statusCode": 200}, "the client's to retry; the function did not fail"
+    assert [f["code"] for f in sent()] == ["throttled"]
+    assert items(dynamodb, "events") == []
 
 
 # --- where frames go --------------------------------------------------------------------------

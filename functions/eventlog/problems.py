@@ -23,14 +23,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventlog.config import RETRY_AFTER_SECONDS
 from eventlog.errors import EventLogError
 from eventlog.events import encode_json
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "tag:realtime-delivery,2026:problem:"
-
-RETRY_AFTER_SECONDS = 1
-"""``Retry-After`` sent with a 503 that names no other delay (throttling, contention)."""
 
 # Codes for Starlette's own HTTP errors; spelled out because reason phrases change
 # between Python versions (413 is "Request Entity Too Large" before 3.13).

@@ -17,8 +17,9 @@ Each handler is thin: parse the frame (``frames``), do one thing with the log or
 the connections table, reply by ``post_to_connection`` (see ``management`` for
 why replies are posted). Bad input of any kind, also a publish the log refuses,
 becomes one ``error`` frame and a 200: the connection stays open and nothing is
-written. Anything else is a server fault: the client gets an ``internal_error``
-frame and the exception propagates, so the function's error metric counts it.
+written; so does a request DynamoDB throttles (``throttled``: retry later). Anything
+else is a server fault: the client gets an ``internal_error`` frame and the exception
+propagates, so the function's error metric counts it.
 
 Subscribing is ordered so that no event can fall between backlog and live:
 
@@ -57,7 +58,7 @@ from typing import Any
 from auth.claims import Claims, Scope
 from auth.config import OFF_WARNING, mode_from_env
 from eventlog.config import MAX_READ_LIMIT
-from eventlog.errors import EventLogError
+from eventlog.errors import EventLogError, Throttled, is_throttling
 from eventlog.log import EventLog, default_log
 from websocket_api import frames, management
 from websocket_api.config import connections_table_name
@@ -216,7 +217,13 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
         _dispatch(request, frame, sender)
     except EventLogError as exc:
         sender.send(frames.error_for(exc))
-    except Exception:
+    except Exception as exc:
+        if is_throttling(exc):
+            # The client's to retry, as over HTTP: nothing was written.
+            sender.send(
+                frames.error_for(Throttled("the event log is over capacity; retry shortly"))
+            )
+            return OK
         logger.exception("%s failed for %s", request.route_key, request.connection_id)
         with contextlib.suppress(Exception):  # the original failure is the one to report
             sender.send(frames.error("internal_error", "the server failed; try again"))
