@@ -482,3 +482,9 @@ def test_fanout_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("FANOUT_WORKERS", bad)
         with pytest.raises(ValueError, match="FANOUT_WORKERS"):
             fanout_workers()
+
+
+def test_the_post_retry_policy_is_the_only_one(aws: None) -> None:
+    # botocore's retries stay off, so POST_MAX_ATTEMPTS counts every post that is made.
+    config = management.new_client(ENDPOINT).meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}

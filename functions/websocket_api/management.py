@@ -98,7 +98,8 @@ def new_client(endpoint: str, *, max_pool_connections: int = DEFAULT_FANOUT_WORK
         "apigatewaymanagementapi",
         endpoint_url=endpoint,
         config=Config(
-            retries={"mode": "standard", "max_attempts": 1},
+            # total: botocore reads a bare max_attempts as retries, 1 as one more try.
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=2,
             read_timeout=5,
             # One pooled HTTP connection per concurrent fan-out worker.
