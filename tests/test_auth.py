@@ -29,7 +29,6 @@ from auth.tokens import generate_secret, issue_token, parse_ttl
 from auth.verifier import KeyUnavailable, Verifier, token_from
 from eventlog.errors import Forbidden, Unauthorized
 from tests.auth_support import (
-    OTHER_SECRET,
     TEST_SECRET,
     bad_tokens,
     good_tokens,
