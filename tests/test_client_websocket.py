@@ -266,6 +266,29 @@ async def test_a_closed_connection_reconnects_and_resubscribes_from_the_cursor(
     assert {"action": "subscribe", "channel": "sport", "after": 0} in resubscribes
 
 
+async def test_an_expired_frame_reconnects_with_a_fresh_token_from_the_cursor(
+    endpoints: Endpoints, gateway: FakeGateway, event_log: EventLog
+) -> None:
+    issued: list[str] = []
+
+    async def tokens() -> str:
+        issued.append(f"token-{len(issued) + 1}")
+        return issued[-1]
+
+    async with open_transport("websocket", endpoints, token=tokens, options=OPTIONS) as transport:
+        news = await transport.subscribe("news", after=0)
+        first = await transport.publish("news", 1)
+        assert await take(news, 1) == [first]
+        missed = event_log.publish("news", "after the expiry")  # what the fan-out held back
+        # The frame alone makes the client reconnect: this server does not even close.
+        await gateway.connections[0].send(encode_json({"type": "expired", "message": "m"}))
+        await eventually(lambda: len(gateway.connections) == 2, what="the reconnect")
+        assert await take(news, 1) == [missed]
+        assert news.stats.duplicates == 0
+    assert gateway.tokens == ["token-1", "token-2"], "the reconnect asked for a fresh token"
+    assert {"action": "subscribe", "channel": "news", "after": 1} in sent(gateway, "subscribe")
+
+
 async def test_drop_connection_resumes_every_subscription(
     endpoints: Endpoints, gateway: FakeGateway
 ) -> None:

@@ -185,6 +185,19 @@ def test_subscribe_without_cursor_is_live_only_from_the_head(
     assert int(subscription["expires_at"]["N"]) <= time.time() + WEBSOCKET_MAX_CONNECTION_SECONDS
 
 
+def test_a_subscription_remembers_when_its_token_expires(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    expires_at = int(time.time()) + 600
+    routes.subscribe(
+        message("subscribe", channel="news", authorizer=authorizer_context(expires_at=expires_at))
+    )
+    [item] = [i for i in items(dynamodb, "connections") if i["pk"]["S"] == channel_pk("news")]
+    assert item["token_expires_at"] == {"N": str(expires_at)}
+    [[receiver]] = ws.connections.receivers("news")
+    assert receiver.token_expires_at == expires_at
+
+
 def test_subscribe_to_an_empty_channel_reports_head_zero(ws: routes.Services) -> None:
     routes.subscribe(message("subscribe", channel="empty", after=0))
     assert sent() == [{"type": "subscribed", "channel": "empty", "head": 0}]
@@ -472,7 +485,7 @@ def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
     ws: routes.Services,
 ) -> None:
     class BrokenConnections(Connections):
-        def subscribe(self, connection_id: str, channel: str, *, connected_at_ms: int) -> None:
+        def subscribe(self, connection_id: str, channel: str, **_: Any) -> None:
             raise _client_error("InternalServerError", 500)
 
     routes.use_services(

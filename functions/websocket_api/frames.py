@@ -157,6 +157,13 @@ def pong() -> str:
     return encode_json({"type": "pong"})
 
 
+def expired() -> str:
+    """The connection's token has expired: the server closes the connection after this."""
+    return encode_json(
+        {"type": "expired", "message": "the token has expired: reconnect with a fresh one"}
+    )
+
+
 def error(code: str, message: str) -> str:
     return encode_json({"type": "error", "code": code, "message": message})
 

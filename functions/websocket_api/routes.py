@@ -39,8 +39,9 @@ the token and returns its claims; API Gateway passes them to every later route a
 ``requestContext.authorizer`` (kept in ``Request.authorizer``). ``authorize``
 checks each ``subscribe`` and ``publish`` against them: an ``error`` frame
 ``forbidden`` for a channel or scope the token does not grant, ``unauthorized``
-once the token has expired (the connection itself lives on, at most 2 h, and
-keeps the subscriptions it made; reconnect with a fresh token). A connection that
+once the token has expired. A subscription records its token's ``exp``; from then
+on the fan-out delivers nothing to it, sends ``expired`` and closes the connection
+(the client reconnects with a fresh token and resumes from its cursor). A connection that
 reached a handler without claims, when auth is on, is refused as ``unauthorized``:
 a misconfigured API fails closed. ``unsubscribe`` and ``ping`` need no scope.
 Events are never logged: the ``$connect`` event carries the token in its query string.
@@ -198,12 +199,16 @@ def default(event: Mapping[str, Any], context: Any = None) -> Response:
     return _serve(event, None)
 
 
-def authorize(request: Request, *, scope: Scope, channel: str) -> None:
-    """Check the connection's claims for ``scope`` on ``channel``; raise if not granted."""
+def authorize(request: Request, *, scope: Scope, channel: str) -> Claims | None:
+    """Check the connection's claims for ``scope`` on ``channel``; raise if not granted.
+
+    The claims, or None when auth is off.
+    """
     if not services().claims_required:
-        return
+        return None
     claims = Claims.from_context(request.authorizer)
     claims.check(channel=channel, scope=scope, now=time.time())
+    return claims
 
 
 def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
@@ -236,9 +241,12 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
     connections = services().connections
     match frame:
         case Subscribe(channel=channel, after=after):
-            authorize(request, scope="subscribe", channel=channel)
+            claims = authorize(request, scope="subscribe", channel=channel)
             connections.subscribe(
-                request.connection_id, channel, connected_at_ms=request.connected_at_ms
+                request.connection_id,
+                channel,
+                connected_at_ms=request.connected_at_ms,
+                token_expires_at=None if claims is None else claims.expires_at,
             )
             head = log.head(channel)
             if sender.send(frames.subscribed(channel, head)) and after is not None:
