@@ -14,6 +14,7 @@ import pytest
 from eventlog import EventLog, ReadResult
 from eventlog.config import MAX_READ_LIMIT, Settings
 from sse_service.hub import Hub
+from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +53,8 @@ class GatedLog(EventLog):
 def make_hub(log: EventLog) -> Hub:
     return Hub(
         log=log,
-        queue_events=1_000,
+        queue_bytes=SSE_QUEUE_BYTES,
+        write_slice_bytes=SSE_WRITE_SLICE_BYTES,
         reader_interval_seconds=0.01,
         drain_seconds=0,
         retry_milliseconds=1_000,

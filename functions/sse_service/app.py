@@ -259,7 +259,8 @@ def create_app(
     gate = gate or token_gate(Verifier.from_env())
     hub = Hub(
         log=log or default_log(),
-        queue_events=settings.queue_events,
+        queue_bytes=settings.queue_bytes,
+        write_slice_bytes=settings.write_slice_bytes,
         reader_interval_seconds=settings.reader_interval_seconds,
         drain_seconds=settings.drain_seconds,
         retry_milliseconds=settings.retry_milliseconds,
