@@ -561,10 +561,14 @@ async def test_an_unexpected_failure_is_a_500_problem_without_details() -> None:
 
     log = BrokenLog(settings=Settings(events_table_name="events"), client=Unreachable())
     async with client_for(create_app(log=log), raise_app_exceptions=False) as client:
-        response = await client.get(EVENTS, params={"after": 0})
+        response = await client.get(
+            EVENTS, params={"after": 0}, headers={"Origin": "http://demo.test"}
+        )
 
     assert_problem(response, status=500, code="internal_error")
     assert "secret" not in response.text
+    # A browser can read it: without CORS headers it would see an opaque network error.
+    assert response.headers["access-control-allow-origin"] == "*"
 
 
 # --- the auth seam ----------------------------------------------------------------------------
