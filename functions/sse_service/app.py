@@ -332,8 +332,7 @@ def create_app(
         subscriber = hub.admit(channel)
         hub.end_after(subscriber, max_seconds=settings.max_stream_seconds)
         if grant.expires_at is not None:
-            loop = asyncio.get_running_loop()
-            hub.expire_at(subscriber, deadline=loop.time() + grant.expires_at - time.time())
+            hub.expire_at(subscriber, expires_at=grant.expires_at)
         return SseResponse(
             hub.stream(subscriber, cursor=cursor),
             hub=hub,

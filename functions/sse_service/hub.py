@@ -85,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
@@ -474,10 +475,27 @@ class Hub:
         loop = asyncio.get_running_loop()
         subscriber.timers.append(loop.call_later(delay, subscriber.close, "drain"))
 
-    def expire_at(self, subscriber: Subscriber, *, deadline: float) -> None:
-        """End ``subscriber``'s stream with ``event: expired`` at ``deadline`` (loop time)."""
+    def expire_at(
+        self,
+        subscriber: Subscriber,
+        *,
+        expires_at: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """End ``subscriber``'s stream with ``event: expired`` at ``expires_at`` (epoch seconds),
+        never before: event loop timers may fire a little early (libuv rounds to the
+        millisecond), and the token is still valid until then, so a timer that fires early
+        waits out the rest."""
         loop = asyncio.get_running_loop()
-        subscriber.timers.append(loop.call_at(deadline, subscriber.close, "expired"))
+
+        def due() -> None:
+            remaining = expires_at - clock()
+            if remaining > 0:
+                subscriber.timers.append(loop.call_later(remaining, due))
+            else:
+                subscriber.close("expired")
+
+        subscriber.timers.append(loop.call_later(max(0.0, expires_at - clock()), due))
 
     async def aclose(self) -> None:
         """Stop every feed (at application shutdown, after the streams have ended)."""
