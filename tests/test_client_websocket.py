@@ -5,7 +5,8 @@ real event log (in-process moto), and can misbehave the way a real deployment ca
 fan-out frames repeated, reordered or lost, replies in another order than the
 requests, a connection closed under the client, pongs that never come. Gaps are
 filled over the real polling app, served by uvicorn on 127.0.0.1 on the same log.
-The end-to-end test against the real WebSocket handlers comes with the local stack.
+The same hardest cases against the real gateway, handlers and fan-out:
+``tests/test_client_websocket_gateway.py``.
 """
 
 from __future__ import annotations
