@@ -349,6 +349,18 @@ def test_nothing_from_an_unverified_token_is_echoed_or_logged(
     assert marker not in caplog.text
 
 
+@pytest.mark.parametrize("segment", ["header", "payload"])
+def test_a_token_nested_too_deeply_is_refused_not_a_fault(segment: str) -> None:
+    def encoded(value: bytes) -> str:
+        return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+    deep = encoded(b"[" * 5_000)
+    header, payload = encoded(b'{"alg":"HS256","typ":"JWT"}'), encoded(b"{}")
+    value = f"{deep}.{payload}.c2ln" if segment == "header" else f"{header}.{deep}.c2ln"
+    with pytest.raises(Unauthorized, match="not a well-formed JWT|signature"):
+        verifier().verify(value)
+
+
 def test_an_unreachable_key_set_is_a_server_fault() -> None:
     check = Verifier(settings=AuthSettings(mode="jwks", jwks_url="http://127.0.0.1:9/jwks.json"))
     with pytest.raises(KeyUnavailable):

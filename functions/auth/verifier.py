@@ -131,7 +131,7 @@ class Verifier:
             claims = Claims.from_payload(self._decode(token))
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired: get a fresh one") from None
-        except (jwt.InvalidTokenError, jwt.InvalidKeyError, InvalidClaims, RecursionError) as exc:
+        except (jwt.InvalidTokenError, jwt.InvalidKeyError, InvalidClaims) as exc:
             raise Unauthorized(f"the token is not valid: {_reason(exc)}") from None
         # The leeway in _decode is for nbf/iat from a clock running ahead; exp is strict.
         if claims.expires_at is not None and self.now() >= claims.expires_at:
@@ -212,7 +212,7 @@ class Verifier:
             return self._jwks_client.get_signing_key_from_jwt(token).key
         except jwt.PyJWKClientConnectionError as exc:
             raise KeyUnavailable(f"cannot fetch the key set: {exc}") from exc
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError, RecursionError) as exc:
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
             raise Unauthorized(f"the token is not valid: {_reason(exc)}") from None
 
 
@@ -225,7 +225,6 @@ _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (jwt.InvalidAudienceError, "it is not meant for this audience"),
     (jwt.InvalidIssuerError, "it is not from the expected issuer"),
     (jwt.PyJWKClientError, "no key of the provider matches it"),
-    (RecursionError, "it is not a well-formed JWT"),
 )
 """A fixed reason per failure: PyJWT's own messages may quote the token (a ``kid``, bytes)."""
 
