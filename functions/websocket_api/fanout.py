@@ -231,11 +231,17 @@ class Fanout:
             return exc
 
     def _expire(self, connection_id: str) -> Exception | None:
-        """Tell the connection its token expired, close it and forget it."""
+        """Tell the connection its token expired, forget it and close it.
+
+        Forgotten before it is closed: once its subscriptions are gone it gets nothing
+        more, even if the close is refused (the function needs ``ManageConnections`` on
+        ``DELETE @connections`` as well as ``POST``). The client reconnects on the frame.
+        """
         try:
-            if management.post(self.client, connection_id, frames.expired(), max_attempts=1):
-                management.close(self.client, connection_id)
+            told = management.post(self.client, connection_id, frames.expired(), max_attempts=1)
             self.connections.forget(connection_id)
+            if told:
+                management.close(self.client, connection_id)
         except Exception as exc:
             return exc
         return None
