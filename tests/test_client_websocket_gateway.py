@@ -26,7 +26,7 @@ from eventlog.log import EventLog
 from local.websocket_gateway import LocalWebSocketApi
 from polling.app import create_app as create_polling_app
 from tests.auth_support import auth_off
-from tests.client_support import eventually, live, seqs, take
+from tests.client_support import deliver_in_disorder, eventually, live, seqs, take
 from websocket_api import frames, management, routes
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import Connections
@@ -146,10 +146,7 @@ async def test_repeated_and_reordered_deliveries_come_out_once_in_order(
 ) -> None:
     async with open_transport("websocket", endpoints, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
-        events = [event_log.publish("news", n) for n in range(6)]
-        for index in (1, 0, 0, 2, 4, 3, 1, 5, 5):
-            await stack.deliver(events[index])
-        assert await take(subscription, 6) == events
+        await deliver_in_disorder(event_log, subscription, stack.deliver)
         # Nothing else came out: the next event is the next one the application sees.
         marker = event_log.publish("news", "marker")
         await stack.deliver(marker)
