@@ -52,6 +52,7 @@ class ReversedPublishes:
         self.count = count
         self.arrived = 0
         self.turn = 0
+        self.ran: list[int] = []  # arrival numbers, in the order the handlers ran
         self._turns = threading.Condition()
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -66,6 +67,7 @@ class ReversedPublishes:
                     lambda: self.arrived >= self.count and self.turn == self.count - 1 - mine,
                     SAFETY_TIMEOUT_SECONDS,
                 )
+                self.ran.append(mine)
         try:
             return routes.publish(event, context)
         finally:
@@ -193,7 +195,8 @@ async def test_replies_finishing_in_another_order_are_matched_by_channel_and_dat
                 *(transport.publish("news", data) for data in sent),
                 transport.publish("other", "c"),
             )
-    assert replies_reversed.turn == replies_reversed.count, "all five were held and reversed"
+    # None was answered before all five had arrived; then they ran, and replied, last first.
+    assert replies_reversed.ran == [4, 3, 2, 1, 0]
     assert [encode_json(event.data) for event in answered] == [
         '"a"',
         "1",
