@@ -388,3 +388,10 @@ def test_the_open_stream_count_is_logged_as_an_embedded_metric(log: EventLog) ->
     assert {"Name": "OpenStreams", "Unit": "Count"} in directive["Metrics"]
     assert (record["Service"], record["OpenStreams"]) == ("RealtimeSse", 1)
     assert record["_aws"]["Timestamp"] == 1_700_000_000_500
+
+
+def test_the_byte_bound_must_hold_one_read_of_the_log() -> None:
+    # A smaller bound would cut every client, fast ones too, on a burst of large events.
+    with pytest.raises(ValueError, match="one read of the log"):
+        ServiceSettings(queue_bytes=1024 * 1024)
+    assert ServiceSettings().queue_bytes == SSE_QUEUE_BYTES

@@ -94,11 +94,11 @@ class ServiceSettings:
             raise ValueError("max_stream_seconds must be positive")
         if self.max_streams < 1 or self.write_slice_bytes < 1:
             raise ValueError("max_streams and write_slice_bytes must be at least 1")
-        if self.queue_bytes < MAX_READ_LIMIT * MAX_EVENT_BYTES:
-            # One read of the log lands in every queue at once: less cuts fast clients too.
-            raise ValueError(
-                f"queue_bytes must hold one read of the log, {MAX_READ_LIMIT * MAX_EVENT_BYTES}"
-            )
+        # One read of the log lands in every queue at once, beside the slice being written:
+        # a smaller bound would cut fast clients too. 64: an event's "id:"/"data:" framing.
+        least = MAX_READ_LIMIT * (MAX_EVENT_BYTES + 64) + self.write_slice_bytes
+        if self.queue_bytes < least:
+            raise ValueError(f"queue_bytes must hold one read of the log and a slice, {least}")
         if self.metrics_interval_seconds is not None and self.metrics_interval_seconds <= 0:
             raise ValueError("metrics_interval_seconds must be positive")
 
