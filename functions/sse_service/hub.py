@@ -15,7 +15,7 @@ costs a reference per event, not a copy.
 
 The price of sharing is that one slow client must not hold the others back or
 grow the process without bound. Every subscriber is bounded in bytes
-(``queue_bytes``): the frames queued for it plus the ones it is being written.
+(``queue_bytes``): the frames queued for it plus the ones being written to it.
 Writes go out in slices of at most ``write_slice_bytes``, and the next slice is
 taken only once the server accepted the last one (uvicorn waits for the socket
 to drain first), so a stalled client's own memory is about two slices; what it
