@@ -56,6 +56,10 @@ class Plan:
     idle: Idle
     sse_counts: tuple[int, ...]
     sse_rounds: int
+    sse_stalled_readers: int
+    """Streams that stop reading while their channel is busy (``bench.sse_stalled``)."""
+    sse_stalled_events: int
+    """Most events published to them; the run stops early once all are cut."""
     websocket_counts: tuple[int, ...]
     websocket_rounds: int
     websocket_workers: tuple[int, ...]
@@ -75,6 +79,8 @@ FULL = Plan(
     idle=PRODUCTION_IDLE,
     sse_counts=(100, 1_000, 10_000),
     sse_rounds=7,
+    sse_stalled_readers=100,
+    sse_stalled_events=1_000,
     websocket_counts=(10, 100, 1_000),
     websocket_rounds=3,
     websocket_workers=(1, 16, 64),
@@ -99,6 +105,8 @@ QUICK = Plan(
     ),
     sse_counts=(50,),
     sse_rounds=2,
+    sse_stalled_readers=5,
+    sse_stalled_events=600,
     websocket_counts=(10,),
     websocket_rounds=1,
     websocket_workers=(1, 16),

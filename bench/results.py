@@ -104,6 +104,17 @@ for _a in ("polling", "websocket", "websocket_authorizer"):
 
 _add("memory.sse_kb_per_stream", "SSE server memory per open stream at the largest N, KB")
 _add("memory.sse_streams_per_task", "SSE streams one task holds (the service's cap)")
+_add("memory.sse_stalled_readers", "SSE streams that stop reading on a busy channel")
+_add("memory.sse_stalled_published_mb", "what was published to them until all were cut, MiB")
+_add("memory.sse_stalled_rss_growth_mb", "SSE server peak memory growth while they stalled, MiB")
+_add(
+    "memory.sse_stalled_kb_per_reader",
+    "that growth per stalled stream, KiB (queued frames are shared)",
+)
+_add("memory.sse_stalled_cut", "stalled streams disconnected for lagging (all of them)")
+_add(
+    "memory.sse_stalled_peak_held_kb", "most bytes one stream held, queued plus being written, KiB"
+)
 _add("memory.websocket_gateway_kb_per_connection", "local gateway memory per connection, KB")
 _add("memory.websocket_items_per_connection", "DynamoDB items a subscribed connection keeps")
 _add("memory.websocket_item_bytes_per_connection", "their size as DynamoDB bills capacity, bytes")

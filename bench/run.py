@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, gateway_fanout, latency, sse_fanout, websocket_fanout
+from bench import footprint, gateway_fanout, latency, sse_fanout, sse_stalled, websocket_fanout
 from bench.plan import PRODUCTION_IDLE, SEED, Plan
 from bench.results import missing_or_not_numeric
 from bench.stack import given_stack, local_stack
@@ -287,6 +287,16 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
         lambda: sse_fanout.run(list(plan.sse_counts), rounds=plan.sse_rounds),
     )
     largest_sse = max(sse_rows, key=lambda row: row["streams"])
+    _settle()
+    stalled = _timed(
+        f"SSE memory with {plan.sse_stalled_readers} stalled readers on a busy channel",
+        lambda: sse_stalled.run(plan.sse_stalled_readers, plan.sse_stalled_events),
+    )
+    _say(
+        f"{stalled['readers']} stalled readers: server RSS +{stalled['rss_growth_mb']:.1f} MiB "
+        f"({stalled['kb_per_reader']:.0f} KiB each) over {stalled['published_mb']:.0f} MiB "
+        f"published; {stalled['cut']} cut; most held by one {stalled['peak_held_kb']:.0f} KiB"
+    )
     results: dict[str, Any] = {
         "meta": {
             "mode": plan.name,
@@ -313,6 +323,12 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
         "memory": {
             "sse_kb_per_stream": largest_sse["kb_per_stream"],
             "sse_streams_per_task": SSE_MAX_STREAMS,
+            "sse_stalled_readers": stalled["readers"],
+            "sse_stalled_published_mb": stalled["published_mb"],
+            "sse_stalled_rss_growth_mb": stalled["rss_growth_mb"],
+            "sse_stalled_kb_per_reader": stalled["kb_per_reader"],
+            "sse_stalled_cut": stalled["cut"],
+            "sse_stalled_peak_held_kb": stalled["peak_held_kb"],
             "websocket_gateway_kb_per_connection": websocket["gateway_kb_per_connection"],
             "websocket_items_per_connection": websocket["items_per_connection"],
             "websocket_item_bytes_per_connection": websocket["item_bytes_per_connection"],

@@ -161,8 +161,11 @@ class _Subscribers:
         self.ids = ids
         self.forgotten: list[str] = []
 
-    def subscribers(self, channel: str) -> Iterator[list[str]]:
-        yield from (self.ids[i : i + 1000] for i in range(0, len(self.ids), 1000))
+    def receivers(self, channel: str) -> Iterator[list[Any]]:
+        from websocket_api.connections import Receiver
+
+        receivers = [Receiver(connection_id) for connection_id in self.ids]
+        yield from (receivers[i : i + 1000] for i in range(0, len(receivers), 1000))
 
     def forget(self, connection_id: str) -> int:
         self.forgotten.append(connection_id)

@@ -34,7 +34,9 @@ What API Gateway makes necessary, and how it is handled:
 - *Tokens in the URL.* A browser cannot set headers on a WebSocket, so the token
   goes in ``?token=``, checked once by the ``$connect`` authorizer; the URL is
   therefore never logged. Each connect asks the token source again, so a reconnect
-  after the token expired carries a fresh one (``client.auth``).
+  after the token expired carries a fresh one (``client.auth``). When the token
+  expires, the server sends ``expired`` and closes the connection; the transport
+  reconnects at once.
 """
 
 from __future__ import annotations
@@ -276,6 +278,9 @@ class WebSocketTransport(Transport):
 
     async def drop_connection(self) -> None:
         """Cut the connection as a network failure would; the transport reconnects."""
+        self._abort()
+
+    def _abort(self) -> None:
         ws = self._ws
         if ws is not None:
             ws.transport.abort()
@@ -326,6 +331,12 @@ class WebSocketTransport(Transport):
                 self._pong.set()
             elif kind == "error":
                 self._error(frame)
+            elif kind == "expired":
+                # The server stopped delivering and closes the connection after this frame.
+                # Reconnecting at once asks the token source again, and every subscription
+                # resumes from its cursor, so nothing is lost in between.
+                logger.info("websocket: the token expired; reconnecting with a fresh one")
+                self._abort()
             # Anything else (e.g. "unsubscribed") needs nothing: unknown types are ignored.
         except ClientError as exc:
             logger.warning("websocket: a %r frame was ignored: %s", kind, exc.detail)

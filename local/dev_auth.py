@@ -68,6 +68,8 @@ def dev_token_route(*, secret: str) -> Route:
             subject, grants, ttl = _token_request(json.loads(await request.body() or b"{}"))
         except (ValueError, InvalidClaims) as exc:  # a JSONDecodeError is a ValueError
             return _refuse(400, str(exc))
+        except RecursionError:
+            return _refuse(400, "the body is nested too deeply")
         issued = issue_token(secret=secret, subject=subject, grants=grants, ttl_seconds=ttl)
         return JSONResponse(
             {

@@ -306,6 +306,12 @@ async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None
     server.force_exit = True
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(task, timeout=5)
+    # A forced exit skips the application's shutdown, which would leave its lifespan task
+    # waiting, to be cancelled (and logged with a traceback) when the loop closes.
+    lifespan = getattr(server, "lifespan", None)
+    if lifespan is not None and not lifespan.shutdown_event.is_set():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lifespan.shutdown(), timeout=5)
 
 
 async def serve_until_stopped(config: LocalConfig) -> None:

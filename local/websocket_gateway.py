@@ -40,9 +40,6 @@ with 1001, and so does reaching 2 hours.
 
 Where this differs from API Gateway, on purpose:
 
-- Messages of one connection are handled one at a time, in order. API Gateway
-  invokes concurrently and promises no order; handlers must not rely on the
-  local order (the project's do not: frames carry ``seq``).
 - The 29 s integration timeout is not enforced (a thread cannot be stopped);
   only the opening handshake, ``$connect`` included, is cut at 29 s.
 - A handler's return value is only used for ``$connect`` (status >= 400
@@ -460,7 +457,9 @@ class LocalWebSocketApi:
                     )
                     continue
                 connection.touch(loop.time())
-                await self._route(connection, message)
+                # Each message is its own invocation, as on API Gateway: concurrent, in no
+                # promised order, so a client meets here the disorder it meets deployed.
+                self._spawn(self._route(connection, message))
         except ConnectionClosed:
             pass  # a limit violation or a lost client; _after_close reports it
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -61,6 +61,23 @@ async def take(subscription: Subscription, count: int) -> list[Event]:
     async with asyncio.timeout(DEADLINE_SECONDS):
         while len(events) < count:
             events.append(await anext(subscription))
+    return events
+
+
+DISORDER = (1, 0, 0, 2, 4, 3, 1, 5, 5)
+"""Deliveries of six events, reordered and three of them twice: what a fan-out that
+promises no order can do."""
+
+
+async def deliver_in_disorder(
+    log: EventLog, subscription: Subscription, deliver: Callable[[Event], Awaitable[None]]
+) -> list[Event]:
+    """Publish six events, deliver them in ``DISORDER``; the application gets each once, in
+    order (asserted). Returns the events."""
+    events = [log.publish(subscription.channel, n) for n in range(6)]
+    for index in DISORDER:
+        await deliver(events[index])
+    assert await take(subscription, 6) == events
     return events
 
 

@@ -13,6 +13,7 @@ imports nothing from here at module level: pytest must be the first to import a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,7 +56,7 @@ def _tail(path: Path, *, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     """Ctrl-C, as a developer stops ``make dev``; killed if it does not stop in time."""
     if process.poll() is not None:
         return
@@ -67,10 +68,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The whole project on 127.0.0.1, started once per test session."""
-    folder = tmp_path_factory.mktemp("local-stack")
+@contextlib.contextmanager
+def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
+    """``python -m local`` in ``folder``, running once its endpoints file is written."""
     outputs_file = folder / "outputs.json"
     log_file = folder / "stack.log"
     ports = [
@@ -117,11 +117,21 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             time.sleep(0.1)
         # The stack writes the file atomically (rename), so it is complete once it exists.
         outputs = json.loads(outputs_file.read_text())
-        yield LocalStack(
-            outputs_file=outputs_file,
-            outputs=outputs,
-            endpoints=Endpoints.from_outputs(outputs),
-            log_file=log_file,
+        yield (
+            process,
+            LocalStack(
+                outputs_file=outputs_file,
+                outputs=outputs,
+                endpoints=Endpoints.from_outputs(outputs),
+                log_file=log_file,
+            ),
         )
     finally:
-        _stop(process)
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole project on 127.0.0.1, started once per test session."""
+    with launched(tmp_path_factory.mktemp("local-stack")) as (_process, stack):
+        yield stack

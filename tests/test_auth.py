@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -12,13 +15,13 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from auth.claims import ANONYMOUS, Claims, Grant, InvalidClaims, grant, parse_grants
 from auth.config import (
     CLOCK_SKEW_SECONDS,
     OFF_WARNING,
-    SECRET_CACHE_SECONDS,
     AuthSettings,
     mode_from_env,
 )
@@ -26,7 +29,6 @@ from auth.tokens import generate_secret, issue_token, parse_ttl
 from auth.verifier import KeyUnavailable, Verifier, token_from
 from eventlog.errors import Forbidden, Unauthorized
 from tests.auth_support import (
-    OTHER_SECRET,
     TEST_SECRET,
     bad_tokens,
     good_tokens,
@@ -214,35 +216,6 @@ def test_audience_and_issuer_are_checked_when_configured() -> None:
             check.verify(bad.token)
 
 
-class SecretsManagerCalls:
-    def __init__(self, real: Any) -> None:
-        self.real = real
-        self.calls = 0
-
-    def get_secret_value(self, **kwargs: Any) -> Any:
-        self.calls += 1
-        return self.real.get_secret_value(**kwargs)
-
-
-def test_the_secret_comes_from_secrets_manager_once_per_cache_period(aws: None) -> None:
-    import boto3
-
-    client = boto3.client("secretsmanager")
-    arn = client.create_secret(Name="realtime-auth", SecretString=TEST_SECRET)["ARN"]
-    calls = SecretsManagerCalls(client)
-    clock = [time.time()]
-    check = Verifier(
-        settings=AuthSettings(secret_arn=arn), secrets_client=calls, clock=lambda: clock[0]
-    )
-    for _ in range(3):
-        check.verify(token())
-    assert calls.calls == 1
-    clock[0] += SECRET_CACHE_SECONDS
-    with pytest.raises(Unauthorized):
-        check.verify(token(secret=OTHER_SECRET))
-    assert calls.calls == 2
-
-
 def test_the_boto3_client_is_created_lazily_from_the_environment(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -327,19 +300,65 @@ def test_jwks_tokens_are_verified_with_the_provider_s_public_key(jwks: Jwks) -> 
     assert jwks.fetches == fetches  # the key set is cached
 
     refused = {
-        "unknown kid": jwks.sign(payload, kid="k2"),
-        "HS256 with the public key as secret": jwt.encode(
-            payload, OTHER_SECRET, algorithm="HS256", headers={"kid": "k1"}
-        ),
-        "wrong audience": jwks.sign({**payload, "aud": "other"}),
-        "expired": jwks.sign({**payload, "exp": now - 1}),
+        "unknown kid": (jwks.sign(payload, kid="k2"), "no key"),
+        "HS256 with the public key as secret": (hmac_signed_with_public_key(jwks, payload), "alg"),
+        "wrong audience": (jwks.sign({**payload, "aud": "other"}), "audience"),
+        "expired": (jwks.sign({**payload, "exp": now - 1}), "expired"),
     }
-    for name, value in refused.items():
-        with pytest.raises(Unauthorized):
+    for name, (value, reason) in refused.items():
+        with pytest.raises(Unauthorized, match=reason):
             check.verify(value)
         print(f"refused: {name}")
     with pytest.raises(Forbidden):
         check.authorize(jwks.sign(payload), channel="news", scope="publish")
+
+
+def hmac_signed_with_public_key(jwks: Jwks, payload: dict[str, Any]) -> str:
+    """The algorithm-confusion attack: HS256, keyed with the provider's public key PEM.
+
+    Anyone has the public key; a verifier that let the token pick HS256 would use the
+    PEM as the HMAC secret and accept the token. PyJWT refuses to sign it, so it is built
+    here by hand.
+    """
+    pem = jwks.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def segment(value: dict[str, Any]) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+
+    signing_input = segment({"alg": "HS256", "typ": "JWT", "kid": "k1"}) + b"." + segment(payload)
+    signature = hmac.new(pem, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+def test_nothing_from_an_unverified_token_is_echoed_or_logged(
+    jwks: Jwks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    check = Verifier(settings=AuthSettings(mode="jwks", jwks_url=jwks.url))
+    marker = "attacker-chosen-kid-7f3a"
+    payload = {"sub": "a", "exp": int(time.time()) + 60, "channels": []}
+    for value in (
+        jwks.sign(payload, kid=marker),
+        raw_token(payload, key=TEST_SECRET, algorithm="HS256").replace("eyJ", "eyJ" + marker, 1),
+    ):
+        with pytest.raises(Unauthorized) as refused:
+            check.verify(value)
+        assert marker not in refused.value.message
+    assert marker not in caplog.text
+
+
+@pytest.mark.parametrize("segment", ["header", "payload"])
+def test_a_token_nested_too_deeply_is_refused_not_a_fault(segment: str) -> None:
+    def encoded(value: bytes) -> str:
+        return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+    deep = encoded(b"[" * 5_000)
+    header, payload = encoded(b'{"alg":"HS256","typ":"JWT"}'), encoded(b"{}")
+    value = f"{deep}.{payload}.c2ln" if segment == "header" else f"{header}.{deep}.c2ln"
+    with pytest.raises(Unauthorized, match=r"not a well-formed JWT|signature"):
+        verifier().verify(value)
 
 
 def test_an_unreachable_key_set_is_a_server_fault() -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from auth.claims import grant
 from client.cli import EXIT_FAILED, EXIT_USAGE, build_parser, main
@@ -158,12 +161,30 @@ def test_python_dash_m_client_runs_from_the_repository_root(tmp_path: Path) -> N
 # --- against the polling app ----------------------------------------------------------------
 
 
+ISSUED: list[str] = []
+"""The tokens the dev token endpoint below handed out, in order."""
+
+
+def recording_token_route() -> Route:
+    """The local stack's ``POST /dev/token``, noting each token it issues in ``ISSUED``."""
+    issue = dev_token_route(secret=TEST_SECRET).endpoint
+
+    async def recording(request: Request) -> Response:
+        response: Response = await issue(request)
+        if response.status_code == 200:
+            ISSUED.append(json.loads(bytes(response.body))["token"])
+        return response
+
+    return Route(DEV_TOKEN_PATH, recording, methods=["POST"])
+
+
 @pytest.fixture
 def servers(event_log: EventLog) -> Iterator[tuple[str, str]]:
     """The polling API (auth on, the tests' secret), and a dev token endpoint for it."""
+    ISSUED.clear()
     with (
         live(create_app(log=event_log)) as polling,
-        live(FastAPI(routes=[dev_token_route(secret=TEST_SECRET)])) as tokens,
+        live(FastAPI(routes=[recording_token_route()])) as tokens,
     ):
         yield polling.url(""), tokens.url(DEV_TOKEN_PATH)
 
@@ -229,6 +250,12 @@ def test_against_the_local_stack_a_token_for_just_the_channel_is_fetched(
     status, out, err = run("publish", "news", "1", "--endpoints", endpoints_file)
     assert (status, err) == (0, "")
     assert json.loads(out)["seq"] == 1
+    # The one token it asked for grants exactly what the command needs, nothing more.
+    [issued] = ISSUED
+    claims = verifier().verify(issued)
+    assert claims.grants == (grant("news", "publish"),)
+    assert not claims.allows("news", "subscribe")
+    assert not claims.allows("news2", "publish")
 
 
 def test_without_a_token_endpoint_the_cli_says_to_pass_one(deployed_file: str) -> None:

@@ -5,7 +5,8 @@ real event log (in-process moto), and can misbehave the way a real deployment ca
 fan-out frames repeated, reordered or lost, replies in another order than the
 requests, a connection closed under the client, pongs that never come. Gaps are
 filled over the real polling app, served by uvicorn on 127.0.0.1 on the same log.
-The end-to-end test against the real WebSocket handlers comes with the local stack.
+The same hardest cases against the real gateway, handlers and fan-out:
+``tests/test_client_websocket_gateway.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from eventlog.events import Event, encode_json
 from eventlog.log import EventLog
 from polling.app import create_app as create_polling_app
 from tests.auth_support import auth_off
-from tests.client_support import RETENTION_SECONDS, Clock, eventually, live, seqs, take
+from tests.client_support import (
+    RETENTION_SECONDS,
+    Clock,
+    deliver_in_disorder,
+    eventually,
+    live,
+    seqs,
+    take,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -207,10 +216,7 @@ async def test_repeated_and_reordered_frames_come_out_once_in_order(
     gateway.fanout = False
     async with open_transport("websocket", endpoints, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
-        events = [event_log.publish("news", n) for n in range(6)]
-        for index in (1, 0, 0, 2, 4, 3, 1, 5, 5):
-            await gateway.post(events[index])
-        assert await take(subscription, 6) == events
+        await deliver_in_disorder(event_log, subscription, gateway.post)
         await eventually(lambda: subscription.stats.duplicates == 3, what="three duplicates")
 
 
@@ -264,6 +270,29 @@ async def test_a_closed_connection_reconnects_and_resubscribes_from_the_cursor(
     resubscribes = sent(gateway, "subscribe")[2:]
     assert {"action": "subscribe", "channel": "news", "after": 1} in resubscribes
     assert {"action": "subscribe", "channel": "sport", "after": 0} in resubscribes
+
+
+async def test_an_expired_frame_reconnects_with_a_fresh_token_from_the_cursor(
+    endpoints: Endpoints, gateway: FakeGateway, event_log: EventLog
+) -> None:
+    issued: list[str] = []
+
+    async def tokens() -> str:
+        issued.append(f"token-{len(issued) + 1}")
+        return issued[-1]
+
+    async with open_transport("websocket", endpoints, token=tokens, options=OPTIONS) as transport:
+        news = await transport.subscribe("news", after=0)
+        first = await transport.publish("news", 1)
+        assert await take(news, 1) == [first]
+        missed = event_log.publish("news", "after the expiry")  # what the fan-out held back
+        # The frame alone makes the client reconnect: this server does not even close.
+        await gateway.connections[0].send(encode_json({"type": "expired", "message": "m"}))
+        await eventually(lambda: len(gateway.connections) == 2, what="the reconnect")
+        assert await take(news, 1) == [missed]
+        assert news.stats.duplicates == 0
+    assert gateway.tokens == ["token-1", "token-2"], "the reconnect asked for a fresh token"
+    assert {"action": "subscribe", "channel": "news", "after": 1} in sent(gateway, "subscribe")
 
 
 async def test_drop_connection_resumes_every_subscription(

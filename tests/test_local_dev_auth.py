@@ -92,6 +92,13 @@ async def test_bad_requests_are_400(local: httpx.AsyncClient, body: object, stat
     assert (await local.post(DEV_TOKEN_PATH, json=body)).status_code == status
 
 
+async def test_a_body_nested_too_deeply_is_400(local: httpx.AsyncClient) -> None:
+    response = await local.post(
+        DEV_TOKEN_PATH, content=b"[" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
 async def test_only_local_json_requests_get_a_token(local: httpx.AsyncClient) -> None:
     # A form post, which a page of another origin may send without a preflight: refused.
     form = await local.post(DEV_TOKEN_PATH, content=b"", headers={"Content-Type": "text/plain"})

@@ -394,7 +394,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 async def test_an_invalid_channel_is_400(client: httpx.AsyncClient, unchanged: Any) -> None:
-    for channel in ("bad%20channel", "bad!", "x" * 65, "caf%C3%A9", "a%3Fb"):
+    # %2E is a dot that reaches the server: a browser would have removed a bare "." segment.
+    for channel in ("bad%20channel", "bad!", "x" * 65, "caf%C3%A9", "a%3Fb", "%2E", "%2E%2E"):
         path = f"/channels/{channel}/events"
         response = await client.post(path, json={"data": 1})
         assert_problem(response, status=400, code="invalid_channel", case=channel)
@@ -403,7 +404,7 @@ async def test_an_invalid_channel_is_400(client: httpx.AsyncClient, unchanged: A
 
 
 async def test_a_bad_cursor_is_400(client: httpx.AsyncClient, unchanged: Any) -> None:
-    for after in ("-1", "abc", "1.5", "", "0x10", "1e3", " 1", "9" * 19):
+    for after in ("-1", "abc", "1.5", "", "0x10", "1e3", " 1", "9" * 39, "1" + "0" * 38):
         response = await client.get(EVENTS, params={"after": after})
         assert_problem(response, status=400, code="invalid_cursor", case=after)
     unchanged.check()
@@ -428,6 +429,15 @@ async def test_a_non_json_body_is_422(client: httpx.AsyncClient, unchanged: Any)
     for body in (b"", b"{", b"not json", b'{"data": 1,}', b"\xff\xfe\xfa", too_deep):
         response = await client.post(EVENTS, content=body, headers=JSON)
         assert_problem(response, status=422, code="invalid_data", case=body[:20])
+    unchanged.check()
+
+
+async def test_data_without_a_utf8_encoding_is_422(
+    client: httpx.AsyncClient, unchanged: Any
+) -> None:
+    # Valid JSON (an escaped lone surrogate), but no transport could send it as UTF-8.
+    response = await client.post(EVENTS, content=b'{"data": "\\ud800"}', headers=JSON)
+    assert_problem(response, status=422, code="invalid_data")
     unchanged.check()
 
 
@@ -526,7 +536,7 @@ def throttling_error(operation: str) -> Exception:
     return error
 
 
-async def test_dynamodb_throttling_is_503_with_retry_after() -> None:
+async def test_dynamodb_throttling_is_429_with_retry_after() -> None:
     class ThrottledLog(EventLog):
         def publish(self, channel: str, data: Any) -> Any:
             raise throttling_error("TransactWriteItems")
@@ -540,7 +550,7 @@ async def test_dynamodb_throttling_is_503_with_retry_after() -> None:
             await client.post(EVENTS, json={"data": 1}),
             await client.get(EVENTS, params={"after": 0}),
         ):
-            assert_problem(response, status=503, code="throttled")
+            assert_problem(response, status=429, code="throttled")
             assert response.headers["retry-after"] == "1"
 
 
@@ -551,10 +561,14 @@ async def test_an_unexpected_failure_is_a_500_problem_without_details() -> None:
 
     log = BrokenLog(settings=Settings(events_table_name="events"), client=Unreachable())
     async with client_for(create_app(log=log), raise_app_exceptions=False) as client:
-        response = await client.get(EVENTS, params={"after": 0})
+        response = await client.get(
+            EVENTS, params={"after": 0}, headers={"Origin": "http://demo.test"}
+        )
 
     assert_problem(response, status=500, code="internal_error")
     assert "secret" not in response.text
+    # A browser can read it: without CORS headers it would see an opaque network error.
+    assert response.headers["access-control-allow-origin"] == "*"
 
 
 # --- the auth seam ----------------------------------------------------------------------------

@@ -186,6 +186,31 @@ def test_bad_input_is_a_problem_in_plain_text(handler: Any, dynamodb: Any) -> No
     assert dynamodb.scan(TableName="events")["Items"] == []
 
 
+def test_a_server_fault_is_a_500_problem_a_browser_can_read(
+    handler: Any, log: EventLog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("the table is gone")
+
+    monkeypatch.setattr(log, "read", broken)
+    response = call(
+        handler,
+        http_api_event(
+            "GET",
+            "/channels/news/events",
+            route=EVENTS_ROUTE,
+            query="after=0",
+            headers={"origin": "https://demo.example"},
+        ),
+    )
+
+    assert response["statusCode"] == 500
+    assert response["headers"]["content-type"] == PROBLEM_CONTENT_TYPE
+    assert response["headers"]["access-control-allow-origin"] == "*"
+    assert json.loads(response["body"])["code"] == "internal_error"
+    assert "the table is gone" in caplog.text, "the fault itself is logged"
+
+
 def test_healthz(handler: Any) -> None:
     response = call(handler, http_api_event("GET", "/healthz"))
 

@@ -14,6 +14,7 @@ import pytest
 from eventlog import EventLog, ReadResult
 from eventlog.config import MAX_READ_LIMIT, Settings
 from sse_service.hub import Hub
+from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +53,8 @@ class GatedLog(EventLog):
 def make_hub(log: EventLog) -> Hub:
     return Hub(
         log=log,
-        queue_events=1_000,
+        queue_bytes=SSE_QUEUE_BYTES,
+        write_slice_bytes=SSE_WRITE_SLICE_BYTES,
         reader_interval_seconds=0.01,
         drain_seconds=0,
         retry_milliseconds=1_000,
@@ -128,3 +130,26 @@ async def test_one_reader_per_channel_and_only_while_it_has_subscribers(
     reads_after_last_leaves = hub.stats["log_reads"]
     await anyio.sleep(0.1)
     assert hub.stats["log_reads"] == reads_after_last_leaves
+
+
+async def test_a_stream_expires_at_its_deadline_even_when_a_timer_fires_early(
+    log: EventLog,
+) -> None:
+    hub = make_hub(log)
+    subscriber = hub.admit("news")
+    readings: list[float] = []
+    # The wall clock as the timers see it: at scheduling 50 ms before the deadline, at
+    # the first firing still 1 ms before it (the timer fired early), then at the deadline.
+    times = iter([1_000.0, 1_000.049, 1_000.05])
+
+    def clock() -> float:
+        readings.append(next(times))
+        return readings[-1]
+
+    hub.expire_at(subscriber, expires_at=1_000.05, clock=clock)
+    with anyio.fail_after(5):
+        while subscriber.reason is None:
+            await subscriber.wait()
+    assert subscriber.reason == "expired"
+    assert readings == [1_000.0, 1_000.049, 1_000.05], "the early firing waited out the rest"
+    hub.leave(subscriber)

@@ -17,7 +17,12 @@ from eventlog.config import SSE_RETRY_MILLISECONDS, Settings
 from eventlog.errors import EventLogError
 from eventlog.problems import PROBLEM_CONTENT_TYPE
 from sse_service.app import StreamGrant, create_app, emf_line, open_gate
-from sse_service.settings import METRICS_NAMESPACE, ServiceSettings
+from sse_service.settings import (
+    METRICS_NAMESPACE,
+    SSE_QUEUE_BYTES,
+    SSE_WRITE_SLICE_BYTES,
+    ServiceSettings,
+)
 from tests.sse_support import LiveServer, SseClient, SseMessage
 
 Serve = Callable[..., LiveServer]
@@ -178,7 +183,7 @@ def test_a_quiet_stream_gets_a_comment_heartbeat_every_interval(serve: Serve) ->
 def test_a_client_that_cannot_keep_up_is_disconnected_and_resumes(
     serve: Serve, log: EventLog, cheap_transaction_rollback: None
 ) -> None:
-    server = serve(queue_events=4)
+    server = serve()
     hub = server.app.state.hub
     pad = "x" * 30_000  # near the event size limit, so the stalled socket fills quickly
     fast = SseClient(server.port, "/channels/firehose/stream?after=0")
@@ -202,6 +207,46 @@ def test_a_client_that_cannot_keep_up_is_disconnected_and_resumes(
     print(f"disconnected after {last} events of 30 KB; it had received {len(before_cut)}")
     assert delivered == list(range(1, last + 1))
     assert before_cut + after_cut == delivered
+
+
+def test_stalled_readers_on_a_busy_channel_hold_bounded_bytes_and_are_cut(
+    serve: Serve, log: EventLog, cheap_transaction_rollback: None
+) -> None:
+    server = serve()
+    hub = server.app.state.hub
+    pad = "x" * 30_000
+    readers = 6
+    # Small receive windows that these clients never read: every stream blocks at once.
+    stalled = [
+        SseClient(server.port, "/channels/busy/stream?after=0", receive_buffer=4096)
+        for _ in range(readers)
+    ]
+    wait_for(lambda: hub.open_streams == readers)
+    state = server.server.server_state
+    most_buffered = 0  # the largest write buffer of any stream's socket, in the server
+    published = 0
+    try:
+        while hub.stats["closed_overflow"] < readers:
+            assert published < 1_000, "the stalled readers were never disconnected"
+            log.publish("busy", {"pad": pad})
+            published += 1
+            buffered = [c.transport.get_write_buffer_size() for c in list(state.connections)]
+            most_buffered = max([most_buffered, *buffered])
+    finally:
+        for client in stalled:
+            client.close()
+    wait_for(lambda: hub.open_streams == 0)
+    print(
+        f"{readers} stalled readers cut after {published} events of 30 KB "
+        f"({published * 30 // 1024} MiB); most held {hub.stats['peak_held_bytes'] // 1024} KiB, "
+        f"largest socket write buffer {most_buffered // 1024} KiB"
+    )
+    # Queued plus being written, per subscriber: never past the bound, however far behind.
+    assert hub.stats["peak_held_bytes"] <= SSE_QUEUE_BYTES
+    # What a stream hands the socket: a slice at a time, and only once the last one drained
+    # below the transport's high-water mark (64 KiB).
+    assert most_buffered <= 64 * 1024 + 2 * SSE_WRITE_SLICE_BYTES
+    assert published * len(pad) > SSE_QUEUE_BYTES, "they were cut for lagging, not earlier"
 
 
 def test_streams_past_the_cap_get_503_with_retry_after(serve: Serve) -> None:
@@ -343,3 +388,10 @@ def test_the_open_stream_count_is_logged_as_an_embedded_metric(log: EventLog) ->
     assert {"Name": "OpenStreams", "Unit": "Count"} in directive["Metrics"]
     assert (record["Service"], record["OpenStreams"]) == ("RealtimeSse", 1)
     assert record["_aws"]["Timestamp"] == 1_700_000_000_500
+
+
+def test_the_byte_bound_must_hold_one_read_of_the_log() -> None:
+    # A smaller bound would cut every client, fast ones too, on a burst of large events.
+    with pytest.raises(ValueError, match="one read of the log"):
+        ServiceSettings(queue_bytes=1024 * 1024)
+    assert ServiceSettings().queue_bytes == SSE_QUEUE_BYTES

@@ -21,9 +21,9 @@ from eventlog import EventLog
 from eventlog.config import Settings
 from tests.auth_support import authorizer_context
 from websocket_api import fanout, frames, management, routes
-from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
+from websocket_api.config import FANOUT_DEADLINE_MARGIN_SECONDS, MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import Connections
-from websocket_api.fanout import DeliveryFailed, Fanout
+from websocket_api.fanout import Deadline, DeliveryFailed, Fanout
 
 ENDPOINT = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/ws"
 
@@ -312,7 +312,9 @@ def test_partial_batch_failure_names_the_failed_record_and_keeps_the_ones_before
     response = fan.handle(records)
 
     assert response == {
-        "batchItemFailures": [{"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]
+        "batchItemFailures": [
+            {"itemIdentifier": record["dynamodb"]["SequenceNumber"]} for record in records[1:]
+        ]
     }
     # The record before the failure was delivered; nothing after it overtook it.
     assert [(f["event"]["channel"], f["event"]["seq"]) for f in received("a=")] == [
@@ -361,6 +363,103 @@ def test_the_lambda_entry_point_builds_its_fanout_from_the_environment(
         if fanout._fanout is not None:
             fanout._fanout._executor.shutdown()
     assert received("a=") == [{"type": "event", "event": event.to_dict()}]
+
+
+class LambdaClock:
+    """A Lambda context whose remaining time runs down by ``post_ms`` with every post."""
+
+    def __init__(self, api: FlakyApi, *, remaining_ms: int, post_ms: int) -> None:
+        self.remaining = remaining_ms
+        self.started_late = 0  # posts begun with less than the margin left
+        real_post = api.post_to_connection
+
+        def post_to_connection(**kwargs: Any) -> Any:
+            with api._lock:
+                if self.remaining < FANOUT_DEADLINE_MARGIN_SECONDS * 1000:
+                    self.started_late += 1
+                self.remaining -= post_ms
+            return real_post(**kwargs)
+
+        api.post_to_connection = post_to_connection  # type: ignore[method-assign]
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining
+
+
+def test_the_fanout_stops_before_its_deadline_and_hands_the_rest_to_the_retry(
+    fan: Fanout, api: FlakyApi, connections: Connections, log: EventLog, stream: StreamReader
+) -> None:
+    receivers = [f"r{i:02d}=" for i in range(20)]
+    for connection_id in receivers:
+        connect(connections, connection_id, "news")
+    for n in range(3):
+        log.publish("news", n)
+    records = stream.batch()
+    # Time for the first record's 20 posts and a few of the second's, then the margin.
+    context = LambdaClock(
+        api, remaining_ms=FANOUT_DEADLINE_MARGIN_SECONDS * 1000 + 25_000, post_ms=1_000
+    )
+
+    response = fan.handle(records, deadline=Deadline.of(context))
+
+    assert context.started_late == 0, "no post begins inside the margin"
+    sequence = [record["dynamodb"]["SequenceNumber"] for record in records]
+    assert response == {"batchItemFailures": [{"itemIdentifier": n} for n in sequence[1:]]}
+    got = {cid: [f["event"]["seq"] for f in received(cid)] for cid in receivers}
+    assert all(seqs[0] == 1 for seqs in got.values()), "the first record reached everyone"
+    assert sum(seqs == [1, 2] for seqs in got.values()) in range(1, 20), "the second was cut"
+
+    # Lambda retries from the first unfinished record, with a fresh deadline.
+    assert fan.handle(
+        records[1:], deadline=Deadline.of(LambdaClock(api, remaining_ms=900_000, post_ms=1))
+    ) == {"batchItemFailures": []}
+    for cid in receivers:
+        seqs = [f["event"]["seq"] for f in received(cid)]
+        assert seqs.count(1) == 1, "nothing finished before the deadline is delivered twice"
+        assert sorted(set(seqs)) == [1, 2, 3]
+
+
+def test_without_a_context_there_is_no_deadline() -> None:
+    assert not Deadline.of(None).near()
+    assert Deadline.of(LambdaContextStub(FANOUT_DEADLINE_MARGIN_SECONDS * 1000 - 1)).near()
+
+
+class LambdaContextStub:
+    def __init__(self, remaining_ms: float) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.remaining_ms)
+
+
+def test_a_subscriber_whose_token_expired_is_told_closed_and_forgotten(
+    fan: Fanout,
+    api: FlakyApi,
+    connections: Connections,
+    log: EventLog,
+    stream: StreamReader,
+    dynamodb: Any,
+) -> None:
+    now = int(time.time())
+    connected_at_ms = now * 1000
+    for connection_id, token_expires_at in (("stale=", now), ("fresh=", now + 60)):
+        connections.connect(connection_id, connected_at_ms=connected_at_ms)
+        connections.subscribe(
+            connection_id,
+            "news",
+            connected_at_ms=connected_at_ms,
+            token_expires_at=token_expires_at,
+        )
+    closed: list[str] = []
+    api.delete_connection = lambda *, ConnectionId: closed.append(ConnectionId)  # type: ignore[attr-defined]
+    event = log.publish("news", "after the expiry")
+
+    assert fan.handle(stream.batch()) == {"batchItemFailures": []}
+
+    assert received("fresh=") == [{"type": "event", "event": event.to_dict()}]
+    assert [f["type"] for f in received("stale=")] == ["expired"], "no event after exp"
+    assert closed == ["stale="]
+    assert not [item for item in all_items(dynamodb) if item["connection_id"]["S"] == "stale="]
 
 
 # --- subscribe + fan-out: nothing falls between backlog and live ---------------------------
@@ -482,3 +581,9 @@ def test_fanout_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv("FANOUT_WORKERS", bad)
         with pytest.raises(ValueError, match="FANOUT_WORKERS"):
             fanout_workers()
+
+
+def test_the_post_retry_policy_is_the_only_one(aws: None) -> None:
+    # botocore's retries stay off, so POST_MAX_ATTEMPTS counts every post that is made.
+    config = management.new_client(ENDPOINT).meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}

@@ -185,6 +185,19 @@ def test_subscribe_without_cursor_is_live_only_from_the_head(
     assert int(subscription["expires_at"]["N"]) <= time.time() + WEBSOCKET_MAX_CONNECTION_SECONDS
 
 
+def test_a_subscription_remembers_when_its_token_expires(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    expires_at = int(time.time()) + 600
+    routes.subscribe(
+        message("subscribe", channel="news", authorizer=authorizer_context(expires_at=expires_at))
+    )
+    [item] = [i for i in items(dynamodb, "connections") if i["pk"]["S"] == channel_pk("news")]
+    assert item["token_expires_at"] == {"N": str(expires_at)}
+    [[receiver]] = ws.connections.receivers("news")
+    assert receiver.token_expires_at == expires_at
+
+
 def test_subscribe_to_an_empty_channel_reports_head_zero(ws: routes.Services) -> None:
     routes.subscribe(message("subscribe", channel="empty", after=0))
     assert sent() == [{"type": "subscribed", "channel": "empty", "head": 0}]
@@ -417,6 +430,26 @@ def test_with_auth_off_no_claims_are_needed(
             json.dumps({"action": "publish", "channel": "news", "data": "x" * MAX_EVENT_BYTES}),
             "event_too_large",
         ),
+        # Nested deeper than the decoder recurses, yet inside one 32 KB frame.
+        ("$default", "[" * 30_000, "bad_json"),
+        ("subscribe", '{"action": "subscribe", "x": ' + "[" * 30_000, "bad_json"),
+        ("publish", '{"action": "publish", "channel": "n", "data": ' + "[" * 30_000, "bad_json"),
+        # More digits than a DynamoDB number holds.
+        (
+            "subscribe",
+            f'{{"action": "subscribe", "channel": "n", "after": {10**40}}}',
+            "invalid_cursor",
+        ),
+        (
+            "subscribe",
+            f'{{"action": "subscribe", "channel": "n", "after": {10**38}}}',
+            "invalid_cursor",
+        ),
+        # Dot segments: no browser can put them in a URL path.
+        ("subscribe", '{"action": "subscribe", "channel": ".."}', "invalid_channel"),
+        ("publish", '{"action": "publish", "channel": ".", "data": 1}', "invalid_channel"),
+        # A lone surrogate parses, but has no UTF-8 encoding to deliver.
+        ("publish", '{"action": "publish", "channel": "n", "data": "\\ud800"}', "invalid_data"),
     ],
 )
 def test_bad_input_gets_an_error_frame_and_writes_nothing(
@@ -452,7 +485,7 @@ def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
     ws: routes.Services,
 ) -> None:
     class BrokenConnections(Connections):
-        def subscribe(self, connection_id: str, channel: str, *, connected_at_ms: int) -> None:
+        def subscribe(self, connection_id: str, channel: str, **_: Any) -> None:
             raise _client_error("InternalServerError", 500)
 
     routes.use_services(
@@ -461,6 +494,20 @@ def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
     with pytest.raises(Exception, match="InternalServerError"):
         routes.subscribe(message("subscribe", channel="news"))
     assert [f["code"] for f in sent()] == ["internal_error"]
+
+
+def test_a_throttled_request_is_a_throttled_frame_not_a_fault(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    class ThrottledLog(EventLog):
+        def publish(self, channel: str, data: Any) -> Any:
+            raise _client_error("ProvisionedThroughputExceededException", 400)
+
+    routes.use_services(dataclasses.replace(ws, log=ThrottledLog(client=dynamodb)))
+    response = routes.publish(message("publish", channel="news", data=1))
+    assert response == {"statusCode": 200}, "the client's to retry; the function did not fail"
+    assert [f["code"] for f in sent()] == ["throttled"]
+    assert items(dynamodb, "events") == []
 
 
 # --- where frames go --------------------------------------------------------------------------

@@ -232,6 +232,12 @@ export class WebSocketTransport extends Transport {
       case "reset":
         this.sequencer.reset(frame.oldest);
         break;
+      case "expired":
+        // The server delivers nothing more and closes the connection: reconnect at once
+        // with a fresh token, from the cursor.
+        this.onNotice("The token expired; reconnecting with a fresh one.");
+        this.#socket?.close(1000);
+        break;
       case "error":
         this.onNotice(`server error ${frame.code}: ${frame.message}`);
         // The connection's token has expired: a new connection gets a fresh one.

@@ -61,8 +61,28 @@ token may run ahead. ``exp`` gets none: a token is refused from its ``exp`` on, 
 that ends when its token expires cannot be reopened with the same token."""
 
 SECRET_CACHE_SECONDS = 300
-"""How long a container keeps the HS256 key before reading Secrets Manager again: one
-``GetSecretValue`` per container per 5 minutes, and a rotated secret in force within 5."""
+"""How long a container keeps the HS256 key before reading Secrets Manager again: two
+``GetSecretValue`` calls (current and previous version) per container per 5 minutes."""
+
+SECRET_REREAD_AFTER_SECONDS = 30
+"""A token that no cached secret verifies makes a container re-read the secret (it may have
+been rotated) if its copy is at least this old: at most one such read per 30 s."""
+
+SECRET_ROTATION_OVERLAP_SECONDS = 60 * 60
+"""How long after a rotation tokens signed with the previous secret (``AWSPREVIOUS``) are
+still accepted. Set it to the longest lifetime of the tokens your backend issues (the
+development tokens default to an hour); longer keeps a replaced secret useful for longer."""
+
+SECRET_RETRY_FIRST_SECONDS = 1.0
+SECRET_RETRY_MAX_SECONDS = 60.0
+"""Backoff between reads of a secret store that fails: doubling from 1 s up to 60 s. The
+cached secret is served meanwhile."""
+
+SECRET_CONNECT_TIMEOUT_SECONDS = 1.0
+SECRET_READ_TIMEOUT_SECONDS = 2.0
+SECRET_MAX_ATTEMPTS = 2
+"""The Secrets Manager client's timeouts and tries (botocore's defaults are 60 s each): a
+slow store costs a request at most 2 x 3 s, and only the first request of a container."""
 
 JWKS_CACHE_SECONDS = 300
 """How long a container keeps the provider's key set; an unknown ``kid`` refetches it."""

@@ -3,15 +3,17 @@
 ``Verifier.verify(token)`` returns the token's ``Claims`` or raises ``Unauthorized``
 (401: no token, malformed, wrong signature or algorithm, expired, claims of the
 wrong shape). ``Claims.check`` then answers ``Forbidden`` (403) for a scope the
-token does not grant. Whatever fails, the token itself is never logged nor echoed
-in an error.
+token does not grant. Whatever fails, neither the token nor anything read from it
+before it was verified (a header's ``kid``, a malformed segment) is logged or echoed
+in an error: each kind of failure has a fixed reason (``_REASONS``).
 
 Keys, by mode:
 
 - ``hs256``: the key is the shared secret, read from Secrets Manager (``AUTH_SECRET_ARN``)
-  with a boto3 client created on first use and kept, cached for
-  ``SECRET_CACHE_SECONDS``; locally it may be given directly (``AUTH_SECRET``). Only
-  HS256 is accepted, so a token cannot pick a weaker algorithm, or ``none``.
+  through ``auth.secret_cache`` (cached, served while the store is down, rotation-aware:
+  the previous version is accepted for a while after a rotation); locally it may be
+  given directly (``AUTH_SECRET``). Only HS256 is accepted, so a token cannot pick a
+  weaker algorithm, or ``none``.
 - ``jwks``: the key is the provider's public key named by the token's ``kid``, from
   ``AUTH_JWKS_URL`` through PyJWT's ``PyJWKClient``, which caches the key set and
   refetches it for a ``kid`` it does not know (key rotation). Asymmetric
@@ -33,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
@@ -45,11 +47,10 @@ from auth.config import (
     JWKS_ALGORITHMS,
     JWKS_CACHE_SECONDS,
     JWKS_TIMEOUT_SECONDS,
-    MIN_SECRET_BYTES,
     OFF_WARNING,
-    SECRET_CACHE_SECONDS,
     AuthSettings,
 )
+from auth.secret_cache import SecretCache, SecretUnavailable
 from eventlog.errors import EventLogError, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,11 @@ class Verifier:
         self._jwks_client = jwks_client
         self._clock = clock
         self._lock = threading.Lock()
-        self._secret: bytes | None = None
-        self._secret_read_at = 0.0
+        self._secrets = (
+            SecretCache(secret_id=settings.secret_arn, client=secrets_client, clock=clock)
+            if settings.mode == "hs256" and settings.secret_arn is not None
+            else None
+        )
         if not settings.enabled:
             logger.warning(OFF_WARNING)
 
@@ -123,29 +127,13 @@ class Verifier:
                 "or ?token=<token> where headers cannot be set",
                 token_sent=False,
             )
-        key, algorithms = self._key_for(token)
-        settings = self.settings
         try:
-            payload = jwt.decode(
-                token,
-                key,
-                algorithms=list(algorithms),
-                audience=settings.audience,
-                issuer=settings.issuer,
-                leeway=CLOCK_SKEW_SECONDS,
-                options={
-                    "require": ["exp", "sub"],
-                    "verify_aud": settings.audience is not None,
-                    # A short key from a provider is refused, not merely warned about.
-                    "enforce_minimum_key_length": True,
-                },
-            )
-            claims = Claims.from_payload(payload)
+            claims = Claims.from_payload(self._decode(token))
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired: get a fresh one") from None
         except (jwt.InvalidTokenError, jwt.InvalidKeyError, InvalidClaims) as exc:
-            raise Unauthorized(f"the token is not valid: {exc}") from None
-        # The leeway above is for nbf/iat from a clock running ahead; exp is strict.
+            raise Unauthorized(f"the token is not valid: {_reason(exc)}") from None
+        # The leeway in _decode is for nbf/iat from a clock running ahead; exp is strict.
         if claims.expires_at is not None and self.now() >= claims.expires_at:
             raise Unauthorized("the token has expired: get a fresh one")
         return claims
@@ -158,35 +146,57 @@ class Verifier:
 
     # --- Keys ---------------------------------------------------------------------------------
 
-    def _key_for(self, token: str) -> tuple[Any, tuple[str, ...]]:
+    def _decode(self, token: str) -> dict[str, Any]:
         if self.settings.mode == "jwks":
-            return self._jwks_key(token), JWKS_ALGORITHMS
-        return self._hs256_secret(), (HS256,)
-
-    def _hs256_secret(self) -> bytes:
-        if self.settings.secret is not None:
-            return self.settings.secret.encode()
-        now = self._clock()
-        if self._secret is None or now - self._secret_read_at >= SECRET_CACHE_SECONDS:
-            with self._lock:  # one read at a time; boto3 clients are created once
-                if self._secret is None or now - self._secret_read_at >= SECRET_CACHE_SECONDS:
-                    self._secret = self._read_secret()
-                    self._secret_read_at = now
-        return self._secret
-
-    def _read_secret(self) -> bytes:
-        if self._secrets_client is None:
-            import boto3  # on first use: importing it costs a cold start more than it needs
-
-            self._secrets_client = boto3.client("secretsmanager")
+            return self._decode_with(token, [self._jwks_key(token)], JWKS_ALGORITHMS)
+        if self._secrets is None:
+            assert self.settings.secret is not None  # AuthSettings demands one or the other
+            return self._decode_with(token, [self.settings.secret.encode()], (HS256,))
+        keys = self._secret_versions(self._secrets.get)
         try:
-            value = self._secrets_client.get_secret_value(SecretId=self.settings.secret_arn)
-        except Exception as exc:
-            raise KeyUnavailable(f"cannot read the signing secret: {exc}") from exc
-        secret = value.get("SecretString")
-        if not isinstance(secret, str) or len(secret.encode()) < MIN_SECRET_BYTES:
-            raise KeyUnavailable(f"the signing secret is not a string of {MIN_SECRET_BYTES}+ bytes")
-        return secret.encode()
+            return self._decode_with(token, keys, (HS256,))
+        except jwt.InvalidSignatureError:
+            # Signed with a secret this container has not seen yet? Re-read (rate limited).
+            fresh = self._secret_versions(self._secrets.reread)
+            if fresh == keys:
+                raise
+            return self._decode_with(token, fresh, (HS256,))
+
+    def _secret_versions(self, obtain: Callable[[], Any]) -> tuple[bytes, ...]:
+        try:
+            versions = obtain()
+        except SecretUnavailable as exc:
+            raise KeyUnavailable(f"no signing secret: {exc}") from exc
+        accepted: tuple[bytes, ...] = versions.accepted(self.now())
+        return accepted
+
+    def _decode_with(
+        self, token: str, keys: Sequence[Any], algorithms: Sequence[str]
+    ) -> dict[str, Any]:
+        """The verified payload, with the first key whose signature matches."""
+        settings = self.settings
+        for index, key in enumerate(keys):
+            try:
+                payload: dict[str, Any] = jwt.decode(
+                    token,
+                    key,
+                    algorithms=list(algorithms),
+                    audience=settings.audience,
+                    issuer=settings.issuer,
+                    leeway=CLOCK_SKEW_SECONDS,
+                    options={
+                        "require": ["exp", "sub"],
+                        "verify_aud": settings.audience is not None,
+                        # A short key from a provider is refused, not merely warned about.
+                        "enforce_minimum_key_length": True,
+                    },
+                )
+            except jwt.InvalidSignatureError:
+                if index == len(keys) - 1:
+                    raise
+            else:
+                return payload
+        raise jwt.InvalidSignatureError("no key")
 
     def _jwks_key(self, token: str) -> Any:
         if self._jwks_client is None:
@@ -203,4 +213,28 @@ class Verifier:
         except jwt.PyJWKClientConnectionError as exc:
             raise KeyUnavailable(f"cannot fetch the key set: {exc}") from exc
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
-            raise Unauthorized(f"the token is not valid: {exc}") from None
+            raise Unauthorized(f"the token is not valid: {_reason(exc)}") from None
+
+
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (jwt.InvalidSignatureError, "its signature does not match"),
+    (jwt.InvalidAlgorithmError, "its algorithm is not accepted"),
+    (jwt.DecodeError, "it is not a well-formed JWT"),
+    (jwt.ImmatureSignatureError, "it is not valid yet"),
+    (jwt.InvalidIssuedAtError, "its iat is not valid"),
+    (jwt.InvalidAudienceError, "it is not meant for this audience"),
+    (jwt.InvalidIssuerError, "it is not from the expected issuer"),
+    (jwt.PyJWKClientError, "no key of the provider matches it"),
+)
+"""A fixed reason per failure: PyJWT's own messages may quote the token (a ``kid``, bytes)."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"it has no {exc.claim} claim"  # one of the names this module requires
+    if isinstance(exc, InvalidClaims):
+        return str(exc)  # this project's own messages, which quote nothing from the token
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "it cannot be verified"

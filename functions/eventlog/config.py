@@ -14,8 +14,18 @@ from dataclasses import dataclass
 
 # --- The wire contract (shared/PROTOCOL.md) -------------------------------------------------
 
-CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-"""A channel name: 1-64 characters of ``A-Z a-z 0-9 _ . -``."""
+CHANNEL_PATTERN = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.\-]{1,64}")
+"""A channel name: 1-64 characters of ``A-Z a-z 0-9 _ . -``, but not ``.`` or ``..``.
+
+Those two are dot segments: a browser (and any URL library that follows RFC 3986)
+removes them from ``/channels/./events`` before sending, so such a channel could never
+be reached over HTTP. The lookahead is valid in both Python and ECMAScript regexes,
+because the OpenAPI schema publishes this same pattern."""
+
+MAX_CURSOR = 10**38 - 1
+"""Largest cursor: a seq is a DynamoDB number, which holds at most 38 significant digits;
+a larger one in a query would be refused by DynamoDB, not by us.
+Source: docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html"""
 
 MAX_EVENT_BYTES = 32 * 1024
 """Largest encoded event by default; it fits one API Gateway WebSocket frame (32 KB)."""
@@ -25,6 +35,9 @@ MAX_READ_LIMIT = 100
 
 MAX_LONG_POLL_SECONDS = 25
 """Longest polling ``wait``: under the HTTP API's 30 s integration timeout, with margin."""
+
+RETRY_AFTER_SECONDS = 1
+"""``Retry-After`` of a refusal that names no other delay: throttling, contention."""
 
 # --- AWS limits that shape the transports -------------------------------------------------
 

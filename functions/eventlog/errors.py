@@ -8,6 +8,8 @@ rejection means.
 
 from __future__ import annotations
 
+from eventlog.config import RETRY_AFTER_SECONDS
+
 
 class EventLogError(Exception):
     """A request the event log refuses; nothing was written."""
@@ -52,6 +54,38 @@ class PublishContention(EventLogError):
 
     code = "publish_contention"
     http_status = 503
+
+
+class Throttled(EventLogError):
+    """DynamoDB refused the request for capacity; nothing was written, the client may retry.
+
+    429 with ``Retry-After`` over HTTP (RFC 6585), a ``throttled`` error frame on WebSocket.
+    """
+
+    code = "throttled"
+    http_status = 429
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+_THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+)
+_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """A DynamoDB capacity refusal (after botocore's own retries gave up), told by its code."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":
+        reasons = response.get("CancellationReasons") or []
+        return any(reason.get("Code") in _THROTTLING_REASONS for reason in reasons)
+    return code in _THROTTLING_CODES
 
 
 class Unauthorized(EventLogError):

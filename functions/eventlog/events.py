@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eventlog.config import CHANNEL_PATTERN, MAX_READ_LIMIT
+from eventlog.config import CHANNEL_PATTERN, MAX_CURSOR, MAX_READ_LIMIT
 from eventlog.errors import InvalidChannel, InvalidCursor, InvalidData, InvalidLimit
 
 
@@ -36,11 +36,21 @@ class Event:
 
 
 def encode_json(value: Any) -> str:
-    """Compact JSON; NaN and Infinity are refused because they are not JSON."""
+    """Compact JSON; NaN and Infinity are refused because they are not JSON.
+
+    So is a string with a lone surrogate (``"\\ud800"`` parses, but is not Unicode text and
+    has no UTF-8 encoding): every transport sends UTF-8, so it could never be delivered.
+    """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if not text.isascii():
+            text.encode()
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidData(f"data is not a JSON value: {exc}") from None
+    except RecursionError:
+        # Nesting that json.loads accepted can still be too deep to encode from a deeper stack.
+        raise InvalidData("data is not a JSON value: nested too deeply") from None
+    return text
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -52,23 +62,30 @@ def utc_timestamp(now: datetime | None = None) -> str:
 def validate_channel(channel: object) -> str:
     if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
         raise InvalidChannel(
-            f"channel must be 1-64 characters of A-Z a-z 0-9 _ . - (got {channel!r:.80})"
+            "channel must be 1-64 characters of A-Z a-z 0-9 _ . -, and not . or .. "
+            f"(got {channel!r:.80})"
         )
     return channel
 
 
+_CURSOR_DIGITS = len(str(MAX_CURSOR))
+
+
 def parse_cursor(raw: object) -> int:
-    """A cursor is a non-negative integer ``seq``, given as a number or a decimal string."""
+    """A cursor is an integer ``seq`` from 0 to ``MAX_CURSOR``, as a number or a decimal string."""
+    shape = f"cursor must be a non-negative integer of at most {_CURSOR_DIGITS} digits"
     if isinstance(raw, bool):
-        raise InvalidCursor(f"cursor must be a non-negative integer (got {raw!r})")
+        raise InvalidCursor(f"{shape} (got {raw!r})")
     if isinstance(raw, int):
         value = raw
-    elif isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:
+    elif isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= _CURSOR_DIGITS:
         value = int(raw)
     else:
-        raise InvalidCursor(f"cursor must be a non-negative integer (got {raw!r:.40})")
-    if value < 0:
-        raise InvalidCursor(f"cursor must be a non-negative integer (got {value})")
+        raise InvalidCursor(f"{shape} (got {raw!r:.40})")
+    if not 0 <= value <= MAX_CURSOR:
+        # A huge int is described by its size: its decimal string is costly, or refused, to build.
+        got = str(value) if value.bit_length() <= 256 else f"{value.bit_length()} bits"
+        raise InvalidCursor(f"{shape} (got {got})")
     return value
 
 

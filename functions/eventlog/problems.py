@@ -9,7 +9,8 @@ and, unlike an https URL, nothing a client could be tempted to fetch.
 The polling API and the SSE service install the same handlers, so a client handles
 a refusal the same way on both: the event log's errors (with their own status),
 Starlette's HTTP errors (404, 405, ...) and, as a last resort, any other exception
-(500, logged by the server, with no detail leaked to the client). Only the HTTP
+(500, logged by the server, with no detail leaked to the client, and with the CORS
+headers every other answer has). Only the HTTP
 transports import this module (it needs Starlette); the WebSocket functions never do.
 """
 
@@ -22,15 +23,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from eventlog.config import RETRY_AFTER_SECONDS
 from eventlog.errors import EventLogError
 from eventlog.events import encode_json
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "tag:realtime-delivery,2026:problem:"
-
-RETRY_AFTER_SECONDS = 1
-"""``Retry-After`` sent with a 503 that names no other delay (throttling, contention)."""
 
 # Codes for Starlette's own HTTP errors; spelled out because reason phrases change
 # between Python versions (413 is "Request Entity Too Large" before 3.13).
@@ -87,16 +87,44 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected_error(_request: Request, _exc: Exception) -> Response:
-    # Starlette re-raises the exception after this response, so the server logs it.
-    return problem_response(
-        status=HTTPStatus.INTERNAL_SERVER_ERROR,
-        code="internal_error",
-        detail="the server failed to handle this request; the failure has been logged",
-    )
+class _LastResort:
+    """Answer any other exception with a 500 problem, from inside the CORS middleware.
+
+    Starlette's own handler for ``Exception`` runs in its outermost middleware, outside
+    CORS, so its 500 carries no ``Access-Control-Allow-Origin`` and a browser reports an
+    opaque network error instead. This middleware is added before CORS, so CORS wraps it.
+    The exception is raised again after the answer, so the server still logs it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if not started:
+                response = problem_response(
+                    status=HTTPStatus.INTERNAL_SERVER_ERROR,
+                    code="internal_error",
+                    detail="the server failed to handle this request; the failure has been logged",
+                )
+                await response(scope, receive, send)
+            raise
 
 
 def install_problem_handlers(app: Starlette) -> None:
+    """The handlers, and the last resort; call it before adding the CORS middleware."""
     app.add_exception_handler(EventLogError, _event_log_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(_LastResort)

@@ -39,7 +39,7 @@ from starlette.responses import Response
 
 from auth.verifier import Verifier
 from eventlog.config import CHANNEL_PATTERN, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
-from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit
+from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit, Throttled, is_throttling
 from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
 from eventlog.log import EventLog, ReadResult, default_log
 from polling.auth import require
@@ -58,7 +58,6 @@ from polling.config import (
 from polling.long_poll import parse_wait, wait_for_events
 from polling.problems import (
     PROBLEM_CONTENT_TYPE,
-    Throttled,
     UnsupportedMediaType,
     install_problem_handlers,
 )
@@ -149,30 +148,13 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # --- Helpers ----------------------------------------------------------------------------------
 
-_THROTTLING_CODES = frozenset(
-    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
-)
-_THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
-
-
-def _is_throttling(exc: Exception) -> bool:
-    """A DynamoDB capacity refusal, after botocore's own retries gave up."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = response.get("Error", {}).get("Code")
-    if code == "TransactionCanceledException":
-        reasons = response.get("CancellationReasons") or []
-        return any(reason.get("Code") in _THROTTLING_REASONS for reason in reasons)
-    return code in _THROTTLING_CODES
-
 
 async def _blocking(func: Callable[..., T], *args: Any) -> T:
     """Run a blocking event log call in the threadpool."""
     try:
         return await run_in_threadpool(func, *args)
     except Exception as exc:
-        if _is_throttling(exc):
+        if is_throttling(exc):
             raise Throttled("the event log is over capacity; retry shortly") from exc
         raise
 
@@ -286,7 +268,7 @@ def create_app(
         status_code=HTTPStatus.CREATED,
         response_model=EventModel,
         dependencies=[require(verifier, "publish"), *publish_dependencies],
-        responses=_problems(400, 401, 403, 413, 415, 422, 503),
+        responses=_problems(400, 401, 403, 413, 415, 422, 429, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -313,7 +295,7 @@ def create_app(
         responses={
             200: {"headers": {"ETag": {"schema": {"type": "string"}}}},
             304: {"description": "Not Modified: the If-None-Match matched; no body"},
-            **_problems(400, 401, 403, 422, 503),
+            **_problems(400, 401, 403, 422, 429, 503),
         },
     )
     async def read(

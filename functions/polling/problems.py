@@ -20,7 +20,6 @@ __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_PREFIX",
     "InvalidWait",
-    "Throttled",
     "UnsupportedMediaType",
     "install_problem_handlers",
     "problem_response",
@@ -34,13 +33,6 @@ class InvalidWait(EventLogError):
 class UnsupportedMediaType(EventLogError):
     code = "unsupported_media_type"
     http_status = 415
-
-
-class Throttled(EventLogError):
-    """DynamoDB refused the request for capacity; nothing was written, the client may retry."""
-
-    code = "throttled"
-    http_status = 503
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

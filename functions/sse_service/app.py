@@ -259,7 +259,8 @@ def create_app(
     gate = gate or token_gate(Verifier.from_env())
     hub = Hub(
         log=log or default_log(),
-        queue_events=settings.queue_events,
+        queue_bytes=settings.queue_bytes,
+        write_slice_bytes=settings.write_slice_bytes,
         reader_interval_seconds=settings.reader_interval_seconds,
         drain_seconds=settings.drain_seconds,
         retry_milliseconds=settings.retry_milliseconds,
@@ -331,8 +332,7 @@ def create_app(
         subscriber = hub.admit(channel)
         hub.end_after(subscriber, max_seconds=settings.max_stream_seconds)
         if grant.expires_at is not None:
-            loop = asyncio.get_running_loop()
-            hub.expire_at(subscriber, deadline=loop.time() + grant.expires_at - time.time())
+            hub.expire_at(subscriber, expires_at=grant.expires_at)
         return SseResponse(
             hub.stream(subscriber, cursor=cursor),
             hub=hub,

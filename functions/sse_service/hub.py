@@ -14,11 +14,18 @@ and the same bytes object is queued for every subscriber, so a subscriber's queu
 costs a reference per event, not a copy.
 
 The price of sharing is that one slow client must not hold the others back or
-grow the process without bound. Every subscriber has a bounded queue
-(``queue_events``); when the feed finds it full, the subscriber is disconnected
-(its stream is cut, even in the middle of a blocked write) and the client
-reconnects with ``Last-Event-ID``. Nothing is lost, because the log, not this
-process, is the record: the reconnect reads the backlog from the log.
+grow the process without bound. Every subscriber is bounded in bytes
+(``queue_bytes``): the frames queued for it plus the ones being written to it.
+Writes go out in slices of at most ``write_slice_bytes``, and the next slice is
+taken only once the server accepted the last one (uvicorn waits for the socket
+to drain first), so a stalled client's own memory is about two slices; what it
+queues are references to frames every subscriber shares. When the feed would
+take a subscriber past its bound, the subscriber is disconnected (its stream is
+cut, even in the middle of a blocked write) and the client reconnects with
+``Last-Event-ID``. Nothing is lost, because the log, not this process, is the
+record: the reconnect reads the backlog from the log. A backlog page (up to
+``MAX_READ_LIMIT`` events read for this one stream) counts as being written
+until its last slice has gone, so it is bounded the same way.
 
 The join race
 -------------
@@ -78,6 +85,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import partial
@@ -132,34 +140,69 @@ EXPIRED_FRAME = b"event: expired\ndata: {}\n\n"
 
 
 class Subscriber:
-    """One open stream's place in a feed: a bounded queue of frames and why it must end."""
+    """One open stream's place in a feed: frames bounded in bytes, and why it must end.
 
-    __slots__ = ("_capacity", "_frames", "_wake", "channel", "on_close", "reason", "timers")
+    ``held`` is what the bound counts: the bytes queued plus the bytes being written
+    (taken from the queue, or a backlog page, and not yet accepted by the server).
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_frames",
+        "_queued",
+        "_wake",
+        "channel",
+        "in_flight",
+        "on_close",
+        "peak",
+        "reason",
+        "timers",
+    )
 
     def __init__(self, *, channel: str, capacity: int) -> None:
         self.channel = channel
         self._capacity = capacity
         self._frames: deque[Frame] = deque()
+        self._queued = 0
+        self.in_flight = 0
+        self.peak = 0  # the most bytes this subscriber ever held
         self._wake = asyncio.Event()
         self.reason: CloseReason | None = None
         self.on_close: Callable[[CloseReason], None] | None = None
         self.timers: list[asyncio.TimerHandle] = []  # cancelled when the stream ends
 
+    @property
+    def held(self) -> int:
+        return self._queued + self.in_flight
+
     def offer(self, frames: list[Frame]) -> None:
-        """Queue frames; a subscriber whose queue would overflow is closed instead."""
+        """Queue frames; a subscriber that would hold more than its bound is closed instead."""
         if self.reason is not None:
             return
-        if len(self._frames) + len(frames) > self._capacity:
+        size = sum(len(frame) for _, frame in frames)
+        if self.held + size > self._capacity:
             self.close("overflow")
             return
         self._frames.extend(frames)
+        self._queued += size
+        self.peak = max(self.peak, self.held)
         self._wake.set()
+
+    def writing(self, size: int) -> bool:
+        """Count ``size`` bytes as being written; False (and closed) past the bound."""
+        self.in_flight = size
+        if self.held > self._capacity:
+            self.close("overflow")
+            return False
+        self.peak = max(self.peak, self.held)
+        return True
 
     def close(self, reason: CloseReason) -> None:
         if self.reason is not None:
             return
         self.reason = reason
         self._frames.clear()  # a closed subscriber holds no memory
+        self._queued = 0
         self._wake.set()
         if self.on_close is not None:
             self.on_close(reason)
@@ -172,10 +215,25 @@ class Subscriber:
         await self._wake.wait()
         self._wake.clear()
 
-    def take(self) -> list[Frame]:
-        frames = list(self._frames)
-        self._frames.clear()
+    def take(self, max_bytes: int) -> list[Frame]:
+        """The next write's frames (``next_slice``); they count as being written until the
+        next ``take``."""
+        frames, size = next_slice(self._frames, max_bytes)
+        self._queued -= size
+        self.in_flight = size
         return frames
+
+
+def next_slice(frames: deque[Frame], max_bytes: int) -> tuple[list[Frame], int]:
+    """Take the oldest frames off ``frames``: at least one, at most ``max_bytes`` beyond the
+    first. Returns them and their size."""
+    taken: list[Frame] = []
+    size = 0
+    while frames and (not taken or size + len(frames[0][1]) <= max_bytes):
+        frame = frames.popleft()
+        taken.append(frame)
+        size += len(frame[1])
+    return taken, size
 
 
 class ChannelFeed:
@@ -253,13 +311,15 @@ class Hub:
         self,
         *,
         log: EventLog,
-        queue_events: int,
+        queue_bytes: int,
+        write_slice_bytes: int,
         reader_interval_seconds: float,
         drain_seconds: float,
         retry_milliseconds: int,
     ) -> None:
         self.log = log
-        self.queue_events = queue_events
+        self.queue_bytes = queue_bytes
+        self.write_slice_bytes = write_slice_bytes
         self.reader_interval_seconds = reader_interval_seconds
         self.drain_seconds = drain_seconds
         self.retry_milliseconds = retry_milliseconds
@@ -288,15 +348,18 @@ class Hub:
 
     def admit(self, channel: str) -> Subscriber:
         """Count a new stream before its response starts, so the cap cannot be overshot."""
-        subscriber = Subscriber(channel=channel, capacity=self.queue_events)
+        subscriber = Subscriber(channel=channel, capacity=self.queue_bytes)
         self.subscribers.add(subscriber)
         if self.draining:
             self._schedule_drain(subscriber)
         return subscriber
 
     def leave(self, subscriber: Subscriber) -> None:
-        if subscriber in self.subscribers and subscriber.reason is not None:
-            self.stats[f"closed_{subscriber.reason}"] += 1
+        if subscriber in self.subscribers:
+            if subscriber.reason is not None:
+                self.stats[f"closed_{subscriber.reason}"] += 1
+            peak = self.stats["peak_held_bytes"]
+            self.stats["peak_held_bytes"] = max(peak, subscriber.peak)
         self.subscribers.discard(subscriber)
         for timer in subscriber.timers:
             timer.cancel()
@@ -341,7 +404,7 @@ class Hub:
                     last = position
                     yield chunk
             while subscriber.reason is None:  # step 4, then live
-                frames = subscriber.take()
+                frames = subscriber.take(self.write_slice_bytes)
                 if not frames:
                     await subscriber.wait()
                     continue
@@ -363,16 +426,27 @@ class Hub:
     async def _backlog(
         self, subscriber: Subscriber, *, after: int
     ) -> AsyncIterator[tuple[bytes, int]]:
-        """Pages of the log after the cursor until a read reaches the head."""
+        """Pages of the log after the cursor until a read reaches the head, in write slices,
+        each with the cursor the client has once it has that slice."""
         while subscriber.reason is None:
             result = await self.read(subscriber.channel, after)
-            oldest = result.oldest if result.reset else None
-            chunks = [] if oldest is None else [reset_frame(oldest)]
-            chunks += [event_frame(event) for event in result.events]
+            frames: deque[Frame] = deque()
+            if result.reset and result.oldest is not None:
+                frames.append((result.oldest - 1, reset_frame(result.oldest)))
+            frames += ((event.seq, event_frame(event)) for event in result.events)
+            reached_head = result.head is not None or not result.events
             after = result.next
-            if chunks:
-                yield b"".join(chunks), after
-            if result.head is not None or not result.events:
+            del result  # of the read, this stream keeps only the frames still to write
+            unsent = sum(len(frame) for _, frame in frames)
+            while frames:
+                # The page's unsent frames are this stream's own: they count as being written.
+                if not subscriber.writing(unsent):
+                    return
+                batch, size = next_slice(frames, self.write_slice_bytes)
+                unsent -= size
+                yield b"".join(frame for _, frame in batch), batch[-1][0]
+            subscriber.in_flight = 0
+            if reached_head:
                 return
 
     # --- shutdown -------------------------------------------------------------------------------
@@ -401,10 +475,27 @@ class Hub:
         loop = asyncio.get_running_loop()
         subscriber.timers.append(loop.call_later(delay, subscriber.close, "drain"))
 
-    def expire_at(self, subscriber: Subscriber, *, deadline: float) -> None:
-        """End ``subscriber``'s stream with ``event: expired`` at ``deadline`` (loop time)."""
+    def expire_at(
+        self,
+        subscriber: Subscriber,
+        *,
+        expires_at: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """End ``subscriber``'s stream with ``event: expired`` at ``expires_at`` (epoch seconds),
+        never before: event loop timers may fire a little early (libuv rounds to the
+        millisecond), and the token is still valid until then, so a timer that fires early
+        waits out the rest."""
         loop = asyncio.get_running_loop()
-        subscriber.timers.append(loop.call_at(deadline, subscriber.close, "expired"))
+
+        def due() -> None:
+            remaining = expires_at - clock()
+            if remaining > 0:
+                subscriber.timers.append(loop.call_later(remaining, due))
+            else:
+                subscriber.close("expired")
+
+        subscriber.timers.append(loop.call_later(max(0.0, expires_at - clock()), due))
 
     async def aclose(self) -> None:
         """Stop every feed (at application shutdown, after the streams have ended)."""

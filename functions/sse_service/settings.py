@@ -2,7 +2,7 @@
 
 The shared intervals (heartbeat, retry hint, reader interval, drain) come from
 ``eventlog.config``, where the infrastructure reads them too. The two limits that
-only this service has (streams per process, events queued per subscriber) are
+only this service has (streams per process, bytes held per subscriber) are
 defined here, and the infrastructure imports them from here.
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from eventlog.config import (
     ALB_IDLE_TIMEOUT_SECONDS,
+    MAX_EVENT_BYTES,
+    MAX_READ_LIMIT,
     SSE_DRAIN_SECONDS,
     SSE_HEARTBEAT_SECONDS,
     SSE_MAX_STREAM_SECONDS,
@@ -28,10 +30,18 @@ on a 2-core development machine: ~50 KB of memory per stream (~570 MB for 10,000
 ~0.8 s of one core to hand one event to all 10,000 (one socket write each, ~90 us). The task
 size in infra/sse_service.py is chosen for it; a busier channel scales out on CPU."""
 
-SSE_QUEUE_EVENTS = 1_000
-"""Events one subscriber may have waiting before it counts as too slow and is disconnected.
-Keep it at least eventlog.config.MAX_READ_LIMIT: one read of the log can hand a subscriber
-that many at once, so a smaller queue disconnects even a fast client on a burst."""
+SSE_QUEUE_BYTES = 4 * 1024 * 1024
+"""Bytes of events one subscriber may hold, queued plus being written, before it counts as too
+slow and is disconnected. At least one read of the log (MAX_READ_LIMIT events of up to
+MAX_EVENT_BYTES: 3.2 MiB), which the feed hands out at once, so that a burst does not cut a
+fast client. Queued frames are shared by every subscriber of the channel (one bytes object per
+event), so a stalled stream's own memory is its write slice, not this bound."""
+
+SSE_WRITE_SLICE_BYTES = 64 * 1024
+"""Most bytes handed to the socket in one write. uvicorn waits for the transport's buffer to
+drain below asyncio's 64 KiB high-water mark before the next write, so a stalled client pins
+about two slices of its own, however far behind it is.
+Source: docs.python.org/3/library/asyncio-protocol.html (set_write_buffer_limits)"""
 
 METRICS_NAMESPACE = "RealtimeDelivery/Sse"
 """CloudWatch namespace of ``OpenStreams``, which the service logs and the autoscaling tracks."""
@@ -60,7 +70,8 @@ class ServiceSettings:
     max_stream_seconds: float = SSE_MAX_STREAM_SECONDS
     """A stream ends cleanly after a random time between half of this and all of it."""
     max_streams: int = SSE_MAX_STREAMS
-    queue_events: int = SSE_QUEUE_EVENTS
+    queue_bytes: int = SSE_QUEUE_BYTES
+    write_slice_bytes: int = SSE_WRITE_SLICE_BYTES
     cors_origins: tuple[str, ...] = ("*",)
     metrics_interval_seconds: float | None = None
     """Seconds between CloudWatch EMF lines with the open-stream count; None: no metrics."""
@@ -81,8 +92,13 @@ class ServiceSettings:
             raise ValueError("drain_seconds must not be negative")
         if self.max_stream_seconds <= 0:
             raise ValueError("max_stream_seconds must be positive")
-        if self.max_streams < 1 or self.queue_events < 1:
-            raise ValueError("max_streams and queue_events must be at least 1")
+        if self.max_streams < 1 or self.write_slice_bytes < 1:
+            raise ValueError("max_streams and write_slice_bytes must be at least 1")
+        # One read of the log lands in every queue at once, beside the slice being written:
+        # a smaller bound would cut fast clients too. 64: an event's "id:"/"data:" framing.
+        least = MAX_READ_LIMIT * (MAX_EVENT_BYTES + 64) + self.write_slice_bytes
+        if self.queue_bytes < least:
+            raise ValueError(f"queue_bytes must hold one read of the log and a slice, {least}")
         if self.metrics_interval_seconds is not None and self.metrics_interval_seconds <= 0:
             raise ValueError("metrics_interval_seconds must be positive")
 
@@ -99,7 +115,8 @@ class ServiceSettings:
             drain_seconds=env_float("SSE_DRAIN_SECONDS", SSE_DRAIN_SECONDS),
             max_stream_seconds=env_float("SSE_MAX_STREAM_SECONDS", SSE_MAX_STREAM_SECONDS),
             max_streams=env_int("SSE_MAX_STREAMS", SSE_MAX_STREAMS),
-            queue_events=env_int("SSE_QUEUE_EVENTS", SSE_QUEUE_EVENTS),
+            queue_bytes=env_int("SSE_QUEUE_BYTES", SSE_QUEUE_BYTES),
+            write_slice_bytes=env_int("SSE_WRITE_SLICE_BYTES", SSE_WRITE_SLICE_BYTES),
             cors_origins=tuple(o.strip() for o in origins.split(",")) if origins else ("*",),
             metrics_interval_seconds=None
             if metrics is None

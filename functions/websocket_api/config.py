@@ -45,6 +45,16 @@ threads on one core, and more threads only add contention. The account-wide
 callback throttle (10,000 rps shared by all APIs) is the ceiling that
 concurrent fan-out invocations share."""
 
+POST_CONNECT_TIMEOUT_SECONDS = 2
+POST_READ_TIMEOUT_SECONDS = 5
+"""The @connections client's timeouts: one attempt of one post takes at most their sum."""
+
+FANOUT_DEADLINE_MARGIN_SECONDS = POST_CONNECT_TIMEOUT_SECONDS + POST_READ_TIMEOUT_SECONDS + 3
+"""The fan-out starts no post with less than this left before its Lambda timeout: room for
+the posts already in flight (one attempt each), the cleanup of gone connections and the
+response that names the unfinished records. Past it, the invocation returns instead of
+being killed, so Lambda retries only the unfinished records, not the whole batch."""
+
 POST_MAX_ATTEMPTS = 5
 """Tries per frame when the @connections API throttles (429) or fails transiently."""
 

@@ -9,7 +9,7 @@ item           ``pk``                    ``sk``                other attributes
 connection     ``connection#<id>``       ``connection``        connection_id, connected_at,
                                                                expires_at
 subscription   ``channel#<channel>``     ``<connection id>``   connection_id, channel,
-                                                               expires_at
+                                                               expires_at, token_expires_at
 =============  ========================  ====================  ===============================
 
 Global secondary index ``by_connection``: partition key ``connection_id``, sort
@@ -31,6 +31,10 @@ Access patterns:
   or by TTL. The connection item itself is deleted by key, never missed.
 - *Subscribe / unsubscribe*: one PutItem / DeleteItem by key, idempotent.
 
+A subscription also remembers when the token that made it expires
+(``token_expires_at``, epoch seconds; absent with auth off): the fan-out delivers
+nothing to it from then on, and closes its connection (``websocket_api.fanout``).
+
 Every item expires (``expires_at``, DynamoDB TTL) when its connection must be
 gone anyway, 2 h after it opened (API Gateway's limit), because ``$disconnect``
 is best effort. TTL deletes lazily, so reads also skip expired items.
@@ -45,6 +49,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
@@ -57,6 +62,7 @@ CONNECTION_ID = "connection_id"
 CHANNEL = "channel"
 CONNECTED_AT = "connected_at"  # epoch milliseconds, as API Gateway reports it
 EXPIRES_AT = "expires_at"  # TTL, epoch seconds
+TOKEN_EXPIRES_AT = "token_expires_at"  # noqa: S105 (the subscribing token's exp, epoch s)
 BY_CONNECTION = "by_connection"
 CONNECTION_SK = "connection"
 
@@ -74,6 +80,17 @@ CONNECTIONS_TABLE = TableSpec(
 )
 
 _BATCH_WRITE_MAX = 25  # DynamoDB BatchWriteItem limit
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """A subscriber of a channel, and when the token it subscribed with expires."""
+
+    connection_id: str
+    token_expires_at: int | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.token_expires_at is not None and now >= self.token_expires_at
 
 
 def connection_pk(connection_id: str) -> str:
@@ -123,18 +140,25 @@ class Connections:
             },
         )
 
-    def subscribe(self, connection_id: str, channel: str, *, connected_at_ms: int) -> None:
+    def subscribe(
+        self,
+        connection_id: str,
+        channel: str,
+        *,
+        connected_at_ms: int,
+        token_expires_at: int | None = None,
+    ) -> None:
         """Record that ``connection_id`` listens to ``channel`` (again: idempotent)."""
-        self.client.put_item(
-            TableName=self.table_name,
-            Item={
-                PK: {"S": channel_pk(channel)},
-                SK: {"S": connection_id},
-                CONNECTION_ID: {"S": connection_id},
-                CHANNEL: {"S": channel},
-                EXPIRES_AT: {"N": str(expires_at(connected_at_ms))},
-            },
-        )
+        item = {
+            PK: {"S": channel_pk(channel)},
+            SK: {"S": connection_id},
+            CONNECTION_ID: {"S": connection_id},
+            CHANNEL: {"S": channel},
+            EXPIRES_AT: {"N": str(expires_at(connected_at_ms))},
+        }
+        if token_expires_at is not None:
+            item[TOKEN_EXPIRES_AT] = {"N": str(token_expires_at)}
+        self.client.put_item(TableName=self.table_name, Item=item)
 
     def unsubscribe(self, connection_id: str, channel: str) -> None:
         self.client.delete_item(
@@ -144,12 +168,22 @@ class Connections:
 
     def subscribers(self, channel: str) -> Iterator[list[str]]:
         """The connection ids subscribed to ``channel``, one list per Query page."""
+        for page in self.receivers(channel):
+            yield [receiver.connection_id for receiver in page]
+
+    def receivers(self, channel: str) -> Iterator[list[Receiver]]:
+        """The subscribers of ``channel`` with their tokens' expiry, one list per Query page."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "#pk = :pk",
             "FilterExpression": "#exp > :now",
-            "ProjectionExpression": "#cid",
-            "ExpressionAttributeNames": {"#pk": PK, "#exp": EXPIRES_AT, "#cid": CONNECTION_ID},
+            "ProjectionExpression": "#cid, #texp",
+            "ExpressionAttributeNames": {
+                "#pk": PK,
+                "#exp": EXPIRES_AT,
+                "#cid": CONNECTION_ID,
+                "#texp": TOKEN_EXPIRES_AT,
+            },
             "ExpressionAttributeValues": {
                 ":pk": {"S": channel_pk(channel)},
                 ":now": {"N": str(int(self._clock()))},
@@ -158,9 +192,17 @@ class Connections:
         }
         while True:
             page = self.client.query(**kwargs)
-            ids = [item[CONNECTION_ID]["S"] for item in page.get("Items", [])]
-            if ids:
-                yield ids
+            receivers = [
+                Receiver(
+                    connection_id=item[CONNECTION_ID]["S"],
+                    token_expires_at=int(item[TOKEN_EXPIRES_AT]["N"])
+                    if TOKEN_EXPIRES_AT in item
+                    else None,
+                )
+                for item in page.get("Items", [])
+            ]
+            if receivers:
+                yield receivers
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

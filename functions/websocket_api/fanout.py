@@ -18,12 +18,26 @@ Failure handling, by name:
 - *Throttled or transient*: retried with backoff (``management.post``); if a
   receiver still fails, the record fails (below), after everyone else got it.
 - *Refused for good* (403, 413): logged and skipped; retrying cannot help.
-- *A failed record*: the batch response names its ``SequenceNumber`` in
-  ``batchItemFailures`` and processing stops there. Lambda checkpoints every
-  record before it and retries from it, so the records before are not sent
-  again, and nothing after it is delivered ahead of it. Retries are bounded and
+- *A failed record*: the batch response names its ``SequenceNumber``, and those of
+  the records after it, in ``batchItemFailures`` and processing stops there. Lambda
+  checkpoints every record before it and retries from the lowest one named, so the
+  records before are not sent again, and nothing after it is delivered ahead of it
+  (https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html;
+  the mapping must list ``ReportBatchItemFailures``). Retries are bounded and
   bisected by the event source mapping; what still fails goes to its on-failure
   queue, so one bad record cannot block the shard.
+- *The deadline*: a batch to many subscribers can take longer than the function's
+  timeout. A timed-out invocation is a failed batch, retried whole: every record
+  already delivered would be delivered again. So no post starts within
+  ``FANOUT_DEADLINE_MARGIN_SECONDS`` of the deadline
+  (``context.get_remaining_time_in_millis()``); the record being sent and the ones
+  after it are reported as failures instead. Only the receivers of that one cut
+  record that already had it get it twice (the client drops it by ``seq``).
+- *An expired token*: a subscription remembers its token's ``exp``. From then on
+  its connection gets no more events: it is sent an ``expired`` frame, closed
+  (``DELETE @connections``) and forgotten. The client reconnects with a fresh token
+  and resumes from its cursor. Until some event of the channel comes, nothing
+  checks, so a quiet channel's expired subscriber simply receives nothing.
 
 Order: records come in stream order, which for one channel (the events table's
 partition key) is ``seq`` order, and each record is delivered to every receiver
@@ -47,7 +61,12 @@ from typing import Any
 from eventlog import schema
 from eventlog.events import Event
 from websocket_api import frames, management
-from websocket_api.config import POST_MAX_ATTEMPTS, connections_table_name, fanout_workers
+from websocket_api.config import (
+    FANOUT_DEADLINE_MARGIN_SECONDS,
+    POST_MAX_ATTEMPTS,
+    connections_table_name,
+    fanout_workers,
+)
 from websocket_api.connections import Connections
 from websocket_api.management import PostFailed
 
@@ -68,10 +87,36 @@ class Delivery:
     gone: list[str] = field(default_factory=list)
     refused: int = 0
     failed: list[PostFailed] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    skipped: int = 0
+    """Receivers not posted to because the deadline was near."""
 
 
 class DeliveryFailed(Exception):
     """Some receivers could not be reached for now; the record must be retried."""
+
+
+class OutOfTime(DeliveryFailed):
+    """The invocation's deadline is near; the record must be retried by the next one."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When an invocation must stop posting: ``margin_seconds`` before Lambda's timeout."""
+
+    remaining_ms: Callable[[], int] | None = None
+    margin_seconds: float = FANOUT_DEADLINE_MARGIN_SECONDS
+
+    @classmethod
+    def of(cls, context: Any) -> Deadline:
+        """The deadline of a Lambda ``context``; none without one (tests, tools)."""
+        return cls(getattr(context, "get_remaining_time_in_millis", None))
+
+    def near(self) -> bool:
+        return self.remaining_ms is not None and self.remaining_ms() < self.margin_seconds * 1000
+
+
+_SKIPPED = "skipped"
 
 
 class Fanout:
@@ -83,52 +128,86 @@ class Fanout:
         workers: int,
         max_attempts: int = POST_MAX_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.connections = connections
         self.client = client
         self.max_attempts = max_attempts
         self._sleep = sleep
+        self._clock = clock
         # Kept across invocations of a warm function: threads are cheap to keep, slow to start.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout")
 
-    def handle(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Process a stream batch in order; report the first record that failed."""
-        for record in records:
+    def handle(
+        self, records: Sequence[Mapping[str, Any]], *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """Process a stream batch in order; report the records it could not finish."""
+        deadline = deadline or Deadline()
+        for index, record in enumerate(records):
             try:
+                if deadline.near():
+                    raise OutOfTime("the deadline is near")
                 target = event_frame(record)
                 if target is not None:
-                    self.deliver(*target)
+                    self.deliver(*target, deadline=deadline)
+            except OutOfTime:
+                logger.warning(
+                    "stopping %.0f s before the timeout: %d of %d records left for a retry",
+                    deadline.margin_seconds,
+                    len(records) - index,
+                    len(records),
+                )
+                return unfinished(records[index:])
             except Exception:
                 sequence_number = record["dynamodb"]["SequenceNumber"]
                 logger.exception(
                     "record %s failed; it and the rest will be retried", sequence_number
                 )
-                # Lambda retries from the lowest failure, so naming one is enough.
-                return {"batchItemFailures": [{"itemIdentifier": sequence_number}]}
-        return {"batchItemFailures": []}
+                return unfinished(records[index:])
+        return unfinished([])
 
-    def deliver(self, channel: str, frame: str) -> Delivery:
-        """Send ``frame`` to every subscriber of ``channel``; forget the ones that are gone."""
+    def deliver(self, channel: str, frame: str, *, deadline: Deadline | None = None) -> Delivery:
+        """Send ``frame`` to every subscriber of ``channel``; forget the ones that are gone.
+
+        Subscribers whose token has expired get no event: their connections are closed.
+        """
+        deadline = deadline or Deadline()
         delivery = Delivery()
-        for page in self.connections.subscribers(channel):
+        now = self._clock()
+        for page in self.connections.receivers(channel):
+            live = [r.connection_id for r in page if not r.expired(now)]
+            delivery.expired += [r.connection_id for r in page if r.expired(now)]
             for connection_id, outcome in zip(
-                page, self._executor.map(lambda cid: self._post(cid, frame), page), strict=True
+                live,
+                self._executor.map(lambda cid: self._post(cid, frame, deadline), live),
+                strict=True,
             ):
                 if outcome is True:
                     delivery.sent += 1
                 elif outcome is False:
                     delivery.gone.append(connection_id)
-                elif outcome.transient:
+                elif outcome == _SKIPPED:
+                    delivery.skipped += 1
+                elif isinstance(outcome, PostFailed) and outcome.transient:
                     delivery.failed.append(outcome)
                 else:
                     logger.warning("%s", outcome)
                     delivery.refused += 1
+            if delivery.skipped:
+                break  # the rest of the channel is the retry's
         # Cleanup is best effort: a connection it misses answers 410 again next time, or expires.
         for connection_id, error in zip(
             delivery.gone, self._executor.map(self._forget, delivery.gone), strict=True
         ):
             if error is not None:
                 logger.warning("could not forget %s: %s", connection_id, error)
+        for connection_id, error in zip(
+            delivery.expired, self._executor.map(self._expire, delivery.expired), strict=True
+        ):
+            if error is not None:
+                logger.warning("could not close %s, whose token expired: %s", connection_id, error)
+        if delivery.skipped:
+            raise OutOfTime(f"{delivery.skipped} receivers of {channel!r} left for a retry")
         if delivery.failed:
             raise DeliveryFailed(
                 f"{len(delivery.failed)} of {len(delivery.failed) + delivery.sent} receivers "
@@ -136,7 +215,9 @@ class Fanout:
             )
         return delivery
 
-    def _post(self, connection_id: str, frame: str) -> bool | PostFailed:
+    def _post(self, connection_id: str, frame: str, deadline: Deadline) -> bool | str | PostFailed:
+        if deadline.near():
+            return _SKIPPED
         try:
             return management.post(
                 self.client,
@@ -144,9 +225,26 @@ class Fanout:
                 frame,
                 max_attempts=self.max_attempts,
                 sleep=self._sleep,
+                out_of_time=deadline.near,
             )
         except PostFailed as exc:
             return exc
+
+    def _expire(self, connection_id: str) -> Exception | None:
+        """Tell the connection its token expired, forget it and close it.
+
+        Forgotten before it is closed: once its subscriptions are gone it gets nothing
+        more, even if the close is refused (the function needs ``ManageConnections`` on
+        ``DELETE @connections`` as well as ``POST``). The client reconnects on the frame.
+        """
+        try:
+            told = management.post(self.client, connection_id, frames.expired(), max_attempts=1)
+            self.connections.forget(connection_id)
+            if told:
+                management.close(self.client, connection_id)
+        except Exception as exc:
+            return exc
+        return None
 
     def _forget(self, connection_id: str) -> Exception | None:
         try:
@@ -154,6 +252,15 @@ class Fanout:
         except Exception as exc:
             return exc
         return None
+
+
+def unfinished(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The partial batch response naming ``records`` as failed (empty: all done)."""
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": record["dynamodb"]["SequenceNumber"]} for record in records
+        ]
+    }
 
 
 def event_frame(record: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -183,4 +290,4 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             ),
             workers=workers,
         )
-    return _fanout.handle(event.get("Records", []))
+    return _fanout.handle(event.get("Records", []), deadline=Deadline.of(context))

@@ -86,6 +86,9 @@ def decode_object(body: str | bytes | None) -> dict[str, Any]:
         obj = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_json(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        # 30 KB of "[" fits one frame and nests deeper than the decoder recurses.
+        raise bad_json("frame is not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise invalid_frame(f"a frame must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -152,6 +155,13 @@ def published(published_event: Event) -> str:
 
 def pong() -> str:
     return encode_json({"type": "pong"})
+
+
+def expired() -> str:
+    """The connection's token has expired: the server closes the connection after this."""
+    return encode_json(
+        {"type": "expired", "message": "the token has expired: reconnect with a fresh one"}
+    )
 
 
 def error(code: str, message: str) -> str:

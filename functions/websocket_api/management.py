@@ -41,7 +41,9 @@ from websocket_api.config import (
     MANAGEMENT_ENDPOINT_ENV,
     POST_BACKOFF_BASE_SECONDS,
     POST_BACKOFF_CAP_SECONDS,
+    POST_CONNECT_TIMEOUT_SECONDS,
     POST_MAX_ATTEMPTS,
+    POST_READ_TIMEOUT_SECONDS,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,9 +100,10 @@ def new_client(endpoint: str, *, max_pool_connections: int = DEFAULT_FANOUT_WORK
         "apigatewaymanagementapi",
         endpoint_url=endpoint,
         config=Config(
-            retries={"mode": "standard", "max_attempts": 1},
-            connect_timeout=2,
-            read_timeout=5,
+            # total: botocore reads a bare max_attempts as retries, 1 as one more try.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=POST_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=POST_READ_TIMEOUT_SECONDS,
             # One pooled HTTP connection per concurrent fan-out worker.
             max_pool_connections=max_pool_connections,
         ),
@@ -114,8 +117,12 @@ def post(
     *,
     max_attempts: int = POST_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> bool:
-    """Send one frame; False if the connection is gone, ``PostFailed`` if it could not be sent."""
+    """Send one frame; False if the connection is gone, ``PostFailed`` if it could not be sent.
+
+    ``out_of_time`` is asked before each retry: once it says so, the frame fails (transient).
+    """
     data = frame.encode()
     attempt = 0
     while True:
@@ -128,7 +135,7 @@ def post(
             if kind == "permanent":
                 raise PostFailed(connection_id, _describe(exc), transient=False) from exc
             attempt += 1
-            if attempt >= max_attempts:
+            if attempt >= max_attempts or out_of_time():
                 raise PostFailed(connection_id, _describe(exc), transient=True) from exc
             ceiling = min(POST_BACKOFF_CAP_SECONDS, POST_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             delay = random.uniform(0, ceiling)  # noqa: S311
@@ -136,6 +143,15 @@ def post(
             sleep(delay)
         else:
             return True
+
+
+def close(client: Any, connection_id: str) -> None:
+    """Close a connection (``DELETE @connections/{id}``); one that is already gone is fine."""
+    try:
+        client.delete_connection(ConnectionId=connection_id)
+    except Exception as exc:
+        if classify(exc) != "gone":
+            raise
 
 
 def classify(exc: BaseException) -> str:

@@ -17,8 +17,9 @@ Each handler is thin: parse the frame (``frames``), do one thing with the log or
 the connections table, reply by ``post_to_connection`` (see ``management`` for
 why replies are posted). Bad input of any kind, also a publish the log refuses,
 becomes one ``error`` frame and a 200: the connection stays open and nothing is
-written. Anything else is a server fault: the client gets an ``internal_error``
-frame and the exception propagates, so the function's error metric counts it.
+written; so does a request DynamoDB throttles (``throttled``: retry later). Anything
+else is a server fault: the client gets an ``internal_error`` frame and the exception
+propagates, so the function's error metric counts it.
 
 Subscribing is ordered so that no event can fall between backlog and live:
 
@@ -38,8 +39,9 @@ the token and returns its claims; API Gateway passes them to every later route a
 ``requestContext.authorizer`` (kept in ``Request.authorizer``). ``authorize``
 checks each ``subscribe`` and ``publish`` against them: an ``error`` frame
 ``forbidden`` for a channel or scope the token does not grant, ``unauthorized``
-once the token has expired (the connection itself lives on, at most 2 h, and
-keeps the subscriptions it made; reconnect with a fresh token). A connection that
+once the token has expired. A subscription records its token's ``exp``; from then
+on the fan-out delivers nothing to it, sends ``expired`` and closes the connection
+(the client reconnects with a fresh token and resumes from its cursor). A connection that
 reached a handler without claims, when auth is on, is refused as ``unauthorized``:
 a misconfigured API fails closed. ``unsubscribe`` and ``ping`` need no scope.
 Events are never logged: the ``$connect`` event carries the token in its query string.
@@ -57,7 +59,7 @@ from typing import Any
 from auth.claims import Claims, Scope
 from auth.config import OFF_WARNING, mode_from_env
 from eventlog.config import MAX_READ_LIMIT
-from eventlog.errors import EventLogError
+from eventlog.errors import EventLogError, Throttled, is_throttling
 from eventlog.log import EventLog, default_log
 from websocket_api import frames, management
 from websocket_api.config import connections_table_name
@@ -197,12 +199,16 @@ def default(event: Mapping[str, Any], context: Any = None) -> Response:
     return _serve(event, None)
 
 
-def authorize(request: Request, *, scope: Scope, channel: str) -> None:
-    """Check the connection's claims for ``scope`` on ``channel``; raise if not granted."""
+def authorize(request: Request, *, scope: Scope, channel: str) -> Claims | None:
+    """Check the connection's claims for ``scope`` on ``channel``; raise if not granted.
+
+    The claims, or None when auth is off.
+    """
     if not services().claims_required:
-        return
+        return None
     claims = Claims.from_context(request.authorizer)
     claims.check(channel=channel, scope=scope, now=time.time())
+    return claims
 
 
 def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
@@ -216,7 +222,13 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
         _dispatch(request, frame, sender)
     except EventLogError as exc:
         sender.send(frames.error_for(exc))
-    except Exception:
+    except Exception as exc:
+        if is_throttling(exc):
+            # The client's to retry, as over HTTP: nothing was written.
+            sender.send(
+                frames.error_for(Throttled("the event log is over capacity; retry shortly"))
+            )
+            return OK
         logger.exception("%s failed for %s", request.route_key, request.connection_id)
         with contextlib.suppress(Exception):  # the original failure is the one to report
             sender.send(frames.error("internal_error", "the server failed; try again"))
@@ -229,9 +241,12 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
     connections = services().connections
     match frame:
         case Subscribe(channel=channel, after=after):
-            authorize(request, scope="subscribe", channel=channel)
+            claims = authorize(request, scope="subscribe", channel=channel)
             connections.subscribe(
-                request.connection_id, channel, connected_at_ms=request.connected_at_ms
+                request.connection_id,
+                channel,
+                connected_at_ms=request.connected_at_ms,
+                token_expires_at=None if claims is None else claims.expires_at,
             )
             head = log.head(channel)
             if sender.send(frames.subscribed(channel, head)) and after is not None:
