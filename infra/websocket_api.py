@@ -423,21 +423,26 @@ class WebSocketApi(Construct):
         events_table.grant(functions["subscribe"], *_LOG_READ)
         events_table.grant(functions["publish"], *_LOG_APPEND)
 
-        # Posting to this API's connections on this stage, and nothing else it could manage.
-        connections = Stack.of(self).format_arn(
-            service="execute-api",
-            resource=self.api.api_id,
-            resource_name=f"{stage_name}/POST/@connections/*",
-            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-        )
+        def connections(method: str) -> str:
+            return Stack.of(self).format_arn(
+                service="execute-api",
+                resource=self.api.api_id,
+                resource_name=f"{stage_name}/{method}/@connections/*",
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+
+        # Posting to this API's connections on this stage, and nothing else it could manage;
+        # the fan-out also closes a connection whose token has expired (DELETE).
         posters = [f for key, f in functions.items() if key not in ("$connect", "$disconnect")]
-        for function in (*posters, self.fanout_function):
-            allow(function, ("execute-api:ManageConnections",), connections)
+        grants = [(f, "POST") for f in (*posters, self.fanout_function)]
+        grants.append((self.fanout_function, "DELETE"))
+        for function, method in grants:
+            allow(function, ("execute-api:ManageConnections",), connections(method))
             acknowledge(
                 function,
-                f"AwsSolutions-IAM5[Resource::{nag_text(self, connections)}]",
+                f"AwsSolutions-IAM5[Resource::{nag_text(self, connections(method))}]",
                 "Connection ids are made by API Gateway at run time: this API, this stage, "
-                "POST (posting a frame) only.",
+                f"{method} ({'posting a frame' if method == 'POST' else 'closing'}) only.",
             )
         acknowledge(
             self.fanout_function,

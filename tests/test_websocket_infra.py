@@ -287,8 +287,8 @@ def test_the_fanout_knows_where_to_post(resources: dict[str, Any]) -> None:
 
 
 def manage_connections_resource(statements: list[dict[str, Any]]) -> str:
-    [statement] = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
-    return json.dumps(statement["Resource"])
+    granted = [s for s in statements if s["Action"] == "execute-api:ManageConnections"]
+    return json.dumps([s["Resource"] for s in granted])
 
 
 @pytest.mark.parametrize(
@@ -355,6 +355,10 @@ def test_posting_is_granted_on_this_api_and_stage_only(resources: dict[str, Any]
         resource = manage_connections_resource(statements)
         assert json.dumps({"Ref": api}) in resource
         assert "/ws/POST/@connections/*" in resource
+        # Only the fan-out closes connections (a subscription whose token expired).
+        handler = resources[name]["Properties"]["Handler"]
+        closes = "/ws/DELETE/@connections/*" in resource
+        assert closes == (handler == "websocket_api.fanout.handler"), handler
     assert posters == 6  # every route that replies, and the fan-out; not $connect/$disconnect
 
 
