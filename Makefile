@@ -17,7 +17,7 @@ APPROVAL ?= broadening
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: dev test check fmt synth bootstrap deploy destroy bench bench-quick cost clean
+.PHONY: dev test check fmt synth bootstrap deploy destroy smoke bench bench-quick cost clean
 
 ## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo).
 dev: $(VENV)/.synced
@@ -55,6 +55,11 @@ deploy: $(VENV)/.synced node_modules/.installed
 ## Delete the stacks (the events table is retained on purpose: see the README).
 destroy: $(VENV)/.synced node_modules/.installed
 	$(CDK) destroy --all $(CDK_CONTEXT)
+
+## The end-to-end suite against a deployment (or OUTPUTS=.local/outputs.json: a running make dev).
+OUTPUTS ?= .local/deployed-outputs.json
+smoke: $(VENV)/.synced
+	$(PY) -m tests.smoke $(OUTPUTS)
 
 ## Measure the three transports (minutes): bench/results.json, docs/TRADEOFFS.md, docs/charts/.
 bench: $(VENV)/.synced

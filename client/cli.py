@@ -164,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser(
         "token",
-        help="print a development token, signed with the local stack's secret",
-        description="Print a development token signed with the local stack's secret file.",
+        help="print a token, signed with the local stack's secret or a deployment's",
+        description="Print a token signed with the local stack's secret file or, with "
+        "--secret-arn, with a deployment's secret (the AuthSecretArn output), read with your "
+        "AWS credentials: what a backend that issues tokens does, and what smoke tests use.",
     )
     token.add_argument(
         "--channel",
@@ -190,12 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime: 90s, 15m, 1h, 1d (default 1h)",
     )
     token.add_argument("--sub", default="dev", help="the token's subject (default: dev)")
-    token.add_argument(
+    secret = token.add_mutually_exclusive_group()
+    secret.add_argument(
         "--secret-file",
         type=Path,
         default=DEV_SECRET_FILE,
         metavar="PATH",
         help=f"the development secret (default: {DEV_SECRET_FILE}, written by `make dev`)",
+    )
+    secret.add_argument(
+        "--secret-arn",
+        metavar="ARN",
+        help="a deployment's signing secret in Secrets Manager (the AuthSecretArn output)",
     )
     return parser
 
@@ -207,13 +215,35 @@ def token_source(args: argparse.Namespace, endpoints: Endpoints, scope: Scope) -
     return dev_tokens_for(endpoints, channels=[{"pattern": args.channel, "scopes": [scope]}])
 
 
+def read_deployed_secret(secret_arn: str) -> str:
+    """The deployment's HS256 key, read with the caller's AWS credentials."""
+    import boto3
+    import botocore.exceptions
+
+    try:
+        found = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    except botocore.exceptions.NoCredentialsError:
+        raise ValueError(
+            "no AWS credentials to read the secret with: run `aws configure` or set AWS_PROFILE"
+        ) from None
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ValueError(f"cannot read the secret {secret_arn}: {code}") from None
+    return str(found["SecretString"])
+
+
 def run_token(args: argparse.Namespace, out: TextIO) -> None:
     scopes: list[Scope] = args.scopes or list(SCOPES)
     grants = parse_grants(
         [{"pattern": pattern, "scopes": scopes} for pattern in args.patterns or ["*"]]
     )
+    secret = (
+        read_deployed_secret(args.secret_arn)
+        if args.secret_arn
+        else read_dev_secret(args.secret_file)
+    )
     issued = issue_token(
-        secret=read_dev_secret(args.secret_file),
+        secret=secret,
         subject=args.sub,
         grants=grants,
         ttl_seconds=args.ttl,

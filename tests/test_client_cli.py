@@ -314,6 +314,22 @@ def test_the_token_command_signs_with_the_secret_file(tmp_path: Path) -> None:
     assert verifier().verify(out.strip()).grants == (grant("*", "subscribe", "publish"),)
 
 
+def test_the_token_command_signs_with_a_deployments_secret(aws: None) -> None:
+    import boto3
+
+    # What a backend does with the AuthSecretArn output, and what smoke tests use.
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="signing", SecretString=TEST_SECRET)["ARN"]
+    status, out, err = run("token", "--channel", "news", "--secret-arn", arn)
+    assert (status, err) == (0, "")
+    assert verifier().verify(out.strip()).grants == (grant("news", "subscribe", "publish"),)
+
+    status, out, err = run("token", "--secret-arn", arn + "-missing")
+    assert (status, out) == (EXIT_USAGE, "")
+    assert "cannot read the secret" in err
+    assert "ResourceNotFoundException" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -66,9 +66,15 @@ def found(outputs: dict[str, Any]) -> Endpoints:
 
 @pytest.fixture(scope="session")
 def token(found: Endpoints, deployed_outputs: Path | None) -> TokenSource:
-    """Every scope on every channel: the deployment's ``E2E_TOKEN``, or the local stack's."""
-    if deployed_outputs:
+    """Every scope on every channel: ``E2E_TOKEN``, else the local stack's development tokens.
+
+    ``make smoke`` (tests/smoke.py) sets ``E2E_TOKEN`` for a deployment; an endpoints file
+    of a running ``make dev`` names its token endpoint instead.
+    """
+    if os.environ.get("E2E_TOKEN"):
         return os.environ["E2E_TOKEN"]
+    if deployed_outputs and not found.dev_token_url:
+        pytest.fail("a deployment needs a token: run `make smoke`, or set E2E_TOKEN")
     assert found.dev_token_url, "the local stack runs with auth on and issues dev tokens"
     return DevTokens(found.dev_token_url)
 

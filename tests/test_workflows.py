@@ -48,6 +48,7 @@ def test_the_workflows_run_the_readmes_commands() -> None:
     assert "role-to-assume:" in deploy
     assert "aws-access-key-id" not in deploy
     assert "make deploy APPROVAL=never" in deploy
+    assert deploy.index("make deploy") < deploy.index("run: make smoke")
 
 
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
