@@ -116,6 +116,22 @@ CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
 
 FLOW_LOGS_CONTEXT = "vpcFlowLogs"
 
+TASKS_CONTEXT = "sseTasks"
+DEFAULT_TASKS = 2
+"""Two, so a stopping task's clients have somewhere to go; one is enough for a demo (its
+clients then wait for the replacement task during a deploy, and resume)."""
+
+
+def tasks_from(value: object) -> int:
+    """``-c sseTasks=N``: the fewest tasks the service runs (it scales up from there)."""
+    text = str(value if value is not None else "").strip()
+    if text == "":
+        return DEFAULT_TASKS
+    if not text.isdigit() or not 1 <= int(text) <= 10:
+        raise ValueError(f"-c {TASKS_CONTEXT}= takes a number from 1 to 10, got {value!r}")
+    return int(text)
+
+
 STREAMS_TARGET = int(SSE_MAX_STREAMS * 0.6)
 """Open streams per task that the scaling aims at: headroom below the cap for a task's
 share of the reconnects when another task stops."""
@@ -148,7 +164,7 @@ class SseService(Construct):
         events_table: dynamodb.ITable,
         auth: Auth,
         vpc: ec2.IVpc | None = None,
-        desired_count: int = 2,
+        desired_count: int = DEFAULT_TASKS,
         max_count: int = 10,
         cpu: int = 1024,
         memory_mib: int = 2048,
@@ -424,7 +440,12 @@ class SseStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         flow_logs = str(self.node.try_get_context(FLOW_LOGS_CONTEXT) or "off").lower() == "on"
         self.sse = SseService(
-            self, "Sse", events_table=events_table, auth=auth, flow_logs=flow_logs
+            self,
+            "Sse",
+            events_table=events_table,
+            auth=auth,
+            flow_logs=flow_logs,
+            desired_count=tasks_from(self.node.try_get_context(TASKS_CONTEXT)),
         )
         self.edge_routes = self.sse.edge_routes
         self.edge_endpoints = self.sse.edge_endpoints

@@ -21,11 +21,13 @@ from infra.auth import AuthStack
 from infra.events_table import EventLogStack
 from infra.sse_service import (
     CLOUDFRONT_ORIGIN_FACING,
+    DEFAULT_TASKS,
     DEREGISTRATION_DELAY_SECONDS,
     SSE_ORIGIN_READ_TIMEOUT_SECONDS,
     STOP_TIMEOUT_SECONDS,
     STREAMS_TARGET,
     SseStack,
+    tasks_from,
 )
 from sse_service.settings import METRICS_NAMESPACE, SSE_PORT
 
@@ -222,3 +224,11 @@ def test_synth_stages_the_image_with_only_what_it_needs(
         "sse_service",
     ]
     assert not list(staged[0].rglob("__pycache__"))
+
+
+def test_the_task_count_knob_is_checked() -> None:
+    assert tasks_from(None) == DEFAULT_TASKS == 2
+    assert tasks_from("1") == 1
+    for bad in ("0", "11", "two"):
+        with pytest.raises(ValueError, match="sseTasks"):
+            tasks_from(bad)
