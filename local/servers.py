@@ -26,7 +26,12 @@ def bind(host: str, port: int, *, name: str, option: str | None = None) -> socke
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            hint = f": stop what holds it, or choose another with {option}" if option else ""
+            hint = (
+                f": stop what holds it, or choose another with {option} "
+                f"(make dev LOCAL_{name.upper()}_PORT=...)"
+                if option
+                else ""
+            )
             raise PortInUse(f"port {port} ({name}) is in use on {host}{hint}") from None
         raise
     sock.listen(2048)

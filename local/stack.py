@@ -30,10 +30,12 @@ import json
 import logging
 import os
 import signal
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import uvicorn
@@ -49,9 +51,10 @@ from auth.config import (
 )
 from eventlog import endpoints, schema
 from eventlog.config import Settings
+from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
-from local.servers import EmbeddedServer, bind, port_of
+from local.servers import EmbeddedServer, PortInUse, bind, port_of
 
 logger = logging.getLogger("local")
 
@@ -180,19 +183,51 @@ class RunningStack:
     stop_callbacks: list[Any] = field(default_factory=list)
 
 
+class StackAlreadyRunning(PortInUse):
+    """Another local stack is serving from the same endpoints file."""
+
+
+def refuse_if_running(outputs_file: Path) -> None:
+    """Refuse to start over a live stack's endpoints file, naming it and the way around.
+
+    A second stack with the default ports and file would fail on its first port anyway,
+    after deleting the first stack's endpoints file: every client would then think no
+    stack runs. A file whose demo page does not answer was left by a stack that died.
+    """
+    try:
+        demo_url = Endpoints.load(outputs_file).demo_url
+    except (FileNotFoundError, ValueError, OSError):
+        return
+    if not demo_url:
+        return
+    try:
+        with urllib.request.urlopen(urljoin(demo_url, "outputs.json"), timeout=1):  # noqa: S310
+            pass
+    except OSError:
+        return  # stale
+    raise StackAlreadyRunning(
+        f"a local stack is already running (demo page {demo_url}, endpoints in {outputs_file}): "
+        "stop it with Ctrl-C, or start a second one on other ports with its own endpoints "
+        "file: .venv/bin/python -m local --outputs .local/second.json --demo-port 0 "
+        "--polling-port 0 --sse-port 0 --websocket-port 0 --management-port 0 --dynamodb-port 0"
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
     """Start every server, write the endpoints file, and stop everything on exit."""
     from local.stream_mapping import LocalStreamMapping
     from local.websocket_gateway import LocalWebSocketApi
 
-    config.outputs_file.unlink(missing_ok=True)  # never leave a stale file for a waiter
+    refuse_if_running(config.outputs_file)
     ports = config.ports
     sockets = {
         "polling": bind(HOST, ports.polling, name="polling", option="--polling-port"),
         "sse": bind(HOST, ports.sse, name="sse", option="--sse-port"),
         "demo": bind(HOST, ports.demo, name="demo", option="--demo-port"),
     }
+    # Only now that this stack has its ports: a file left by a stack that died is stale.
+    config.outputs_file.unlink(missing_ok=True)  # never leave a stale file for a waiter
     async with contextlib.AsyncExitStack() as stack:
         for sock in sockets.values():
             stack.callback(sock.close)
