@@ -76,6 +76,15 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
 
 
+def acknowledge_routes(api: IConstruct, reason: str) -> None:
+    """Acknowledge AwsSolutions-APIG4 (no API Gateway authorizer) on each of ``api``'s routes."""
+    from aws_cdk import aws_apigatewayv2 as apigwv2
+
+    for route in api.node.find_all():
+        if isinstance(route, apigwv2.CfnRoute):
+            acknowledge(route, "AwsSolutions-APIG4", reason)
+
+
 LAMBDA_BASIC_EXECUTION = (
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
     "AWSLambdaBasicExecutionRole]"

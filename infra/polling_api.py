@@ -59,7 +59,7 @@ from constructs import Construct
 from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
 from infra.access_logs import json_access_logs
-from infra.app_rules import acknowledge
+from infra.app_rules import acknowledge_routes
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
 from infra.lambda_code import (
@@ -260,14 +260,11 @@ class PollingApi(Construct):
         )
         # The $default stage serves at the root: the API's endpoint, without a trailing slash.
         self.url: str = self.http_api.api_endpoint
-        for route in self.http_api.node.find_all():
-            if isinstance(route, apigwv2.CfnRoute):
-                acknowledge(
-                    route,
-                    "AwsSolutions-APIG4",
-                    "The function verifies every request's token itself (polling.auth): an "
-                    "HTTP API authorizer could not check the channel grant or ?token=.",
-                )
+        acknowledge_routes(
+            self.http_api,
+            "The function verifies every request's token itself (polling.auth): an HTTP API "
+            "authorizer could not check the channel grant or ?token=.",
+        )
         acknowledge_runtime(self.function)
 
         stack = Stack.of(self)

@@ -61,7 +61,7 @@ from auth.config import AUTH_MODE_ENV
 from eventlog import endpoints
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
 from infra.access_logs import json_access_logs
-from infra.app_rules import acknowledge, nag_text
+from infra.app_rules import acknowledge, acknowledge_routes, nag_text
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
 from infra.lambda_code import (
@@ -246,14 +246,11 @@ class WebSocketApi(Construct):
         )
         for action in ACTIONS:
             self.api.add_route(action, integration=integration(action))
-        for route in self.api.node.find_all():
-            if isinstance(route, apigwv2.CfnRoute):
-                acknowledge(
-                    route,
-                    "AwsSolutions-APIG4",
-                    "API Gateway runs authorizers on $connect only; every later route checks "
-                    "the claims the $connect authorizer returned (routes.authorize).",
-                )
+        acknowledge_routes(
+            self.api,
+            "API Gateway runs authorizers on $connect only; every later route checks the "
+            "claims the $connect authorizer returned (routes.authorize).",
+        )
 
         self.stage = apigwv2.WebSocketStage(
             self,
