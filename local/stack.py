@@ -50,7 +50,7 @@ from auth.config import (
     OFF_WARNING,
 )
 from eventlog import endpoints, schema
-from eventlog.config import Settings
+from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
 from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
@@ -284,6 +284,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             handler=fanout.handler,
             filter_patterns=fanout.STREAM_FILTER_PATTERNS,
             region=os.environ["AWS_REGION"],
+            # As deployed (infra/websocket_api.py): an event older than the longest
+            # connection has no subscriber left who was there when it was published.
+            max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
             poll_interval=config.stream_poll_interval,
         )
         await asyncio.to_thread(mapping.start)
