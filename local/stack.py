@@ -261,7 +261,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         from polling.app import create_app as create_polling_app
         from sse_service.app import create_app as create_sse_app
         from websocket_api import authorizer, fanout
-        from websocket_api.config import IDENTITY_SOURCE
+        from websocket_api.config import IDENTITY_SOURCE, MANAGEMENT_ENDPOINT_ENV
         from websocket_api.routes import ROUTES
 
         # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
@@ -276,7 +276,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         )
         await gateway.start()
         stack.push_async_callback(gateway.stop)
-        os.environ["WEBSOCKET_MANAGEMENT_ENDPOINT"] = gateway.management_endpoint
+        os.environ[MANAGEMENT_ENDPOINT_ENV] = (
+            gateway.management_endpoint
+        )  # the stage's, as deployed
 
         mapping = LocalStreamMapping(
             streams_client=boto3.client("dynamodbstreams"),
