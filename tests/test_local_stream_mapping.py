@@ -92,7 +92,7 @@ class Function:
 
 def mapping_for(
     function: Function,
-    stream: FakeStream | None = None,
+    stream: Any = None,
     *,
     clock: Callable[[], float] = lambda: 1_000.0,
     **options: Any,
