@@ -91,6 +91,8 @@ class LocalConfig:
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE
+    stream_disorder_seed: int | None = None
+    """A seed to deliver the stream out of order across batches (``local.stream_disorder``)."""
 
 
 def _configure_auth(config: LocalConfig) -> str | None:
@@ -280,8 +282,13 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             gateway.management_endpoint
         )  # the stage's, as deployed
 
+        streams: Any = boto3.client("dynamodbstreams")
+        if config.stream_disorder_seed is not None:
+            from local.stream_disorder import DisorderedStream
+
+            streams = DisorderedStream(streams, seed=config.stream_disorder_seed)
         mapping = LocalStreamMapping(
-            streams_client=boto3.client("dynamodbstreams"),
+            streams_client=streams,
             stream_arn=stream_arn,
             handler=fanout.handler,
             filter_patterns=fanout.STREAM_FILTER_PATTERNS,
@@ -376,6 +383,12 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
     else:
         rule = "!" * 78
         auth = [rule, f"  {OFF_WARNING}", rule]
+    disorder = []
+    if config.stream_disorder_seed is not None:
+        disorder = [
+            f"  stream         disordered, seed {config.stream_disorder_seed}: a channel's events "
+            "reach the fan-out in several batches, some late"
+        ]
     lines = [
         "",
         "Local stack is up (Ctrl-C stops everything):",
@@ -386,6 +399,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
         f"  endpoints file {config.outputs_file}",
         *auth,
+        *disorder,
         "",
         "Try: .venv/bin/python -m client subscribe news --transport sse",
         '     .venv/bin/python -m client publish news \'{"hello": "world"}\'',

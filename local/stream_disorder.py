@@ -20,6 +20,10 @@ invocation. The bounds:
 
 A held record waits for the next poll, so with the mapping's poll interval it
 arrives up to ``max_delay_polls`` intervals late.
+
+Switched on with ``python -m local --stream-disorder SEED`` (or
+``LOCAL_STREAM_DISORDER=SEED``, which also reaches the stack the end-to-end tests
+start); the banner says so. Off by default, and ``make test`` runs in order.
 """
 
 from __future__ import annotations

@@ -80,3 +80,21 @@ def test_the_mapping_delivers_every_record_once_through_disorder() -> None:
 def test_bounds_are_checked(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="max_delay_polls"):
         DisorderedStream(FakeStream([]), seed=1, **options)
+
+
+def test_the_switch_and_the_banner(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventlog import endpoints
+    from local.__main__ import parse_args
+    from local.stack import print_banner
+
+    assert parse_args([]).stream_disorder_seed is None  # orderly unless asked
+    monkeypatch.setenv("LOCAL_STREAM_DISORDER", "5")
+    assert parse_args([]).stream_disorder_seed == 5
+    config = parse_args(["--stream-disorder", "42", "--auth", "off"])
+    assert config.stream_disorder_seed == 42
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8005")
+    print_banner({endpoints.EDGE_STACK: {endpoints.DEMO_URL: "http://127.0.0.1:8000/"}}, config)
+    assert "disordered, seed 42" in capsys.readouterr().out
