@@ -59,6 +59,15 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         default=os.environ.get("LOCAL_DYNAMODB_ENDPOINT"),
         help="use this DynamoDB instead of starting moto (tables are created if missing)",
     )
+    parser.add_argument(
+        "--stream-disorder",
+        type=int,
+        default=_optional_int(os.environ.get("LOCAL_STREAM_DISORDER")),
+        metavar="SEED",
+        help="deliver the stream to the fan-out as AWS may: a channel's records in several "
+        "batches, some after later ones (local.stream_disorder); the seed replays a run "
+        "(or LOCAL_STREAM_DISORDER=SEED)",
+    )
     args = parser.parse_args(argv)
     return LocalConfig(
         ports=Ports(
@@ -73,7 +82,12 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         dynamodb_endpoint=args.dynamodb_endpoint,
         auth=args.auth == "on",
         dev_secret_file=args.dev_secret_file,
+        stream_disorder_seed=args.stream_disorder,
     )
+
+
+def _optional_int(raw: str | None) -> int | None:
+    return int(raw) if raw else None
 
 
 def main(argv: list[str] | None = None) -> int:

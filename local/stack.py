@@ -50,7 +50,7 @@ from auth.config import (
     OFF_WARNING,
 )
 from eventlog import endpoints, schema
-from eventlog.config import Settings
+from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
 from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
@@ -91,6 +91,8 @@ class LocalConfig:
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE
+    stream_disorder_seed: int | None = None
+    """A seed to deliver the stream out of order across batches (``local.stream_disorder``)."""
 
 
 def _configure_auth(config: LocalConfig) -> str | None:
@@ -261,7 +263,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         from polling.app import create_app as create_polling_app
         from sse_service.app import create_app as create_sse_app
         from websocket_api import authorizer, fanout
-        from websocket_api.config import IDENTITY_SOURCE
+        from websocket_api.config import IDENTITY_SOURCE, MANAGEMENT_ENDPOINT_ENV
         from websocket_api.routes import ROUTES
 
         # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
@@ -276,14 +278,24 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         )
         await gateway.start()
         stack.push_async_callback(gateway.stop)
-        os.environ["WEBSOCKET_MANAGEMENT_ENDPOINT"] = gateway.management_endpoint
+        os.environ[MANAGEMENT_ENDPOINT_ENV] = (
+            gateway.management_endpoint
+        )  # the stage's, as deployed
 
+        streams: Any = boto3.client("dynamodbstreams")
+        if config.stream_disorder_seed is not None:
+            from local.stream_disorder import DisorderedStream
+
+            streams = DisorderedStream(streams, seed=config.stream_disorder_seed)
         mapping = LocalStreamMapping(
-            streams_client=boto3.client("dynamodbstreams"),
+            streams_client=streams,
             stream_arn=stream_arn,
             handler=fanout.handler,
             filter_patterns=fanout.STREAM_FILTER_PATTERNS,
             region=os.environ["AWS_REGION"],
+            # As deployed (infra/websocket_api.py): an event older than the longest
+            # connection has no subscriber left who was there when it was published.
+            max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
             poll_interval=config.stream_poll_interval,
         )
         await asyncio.to_thread(mapping.start)
@@ -371,6 +383,12 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
     else:
         rule = "!" * 78
         auth = [rule, f"  {OFF_WARNING}", rule]
+    disorder = []
+    if config.stream_disorder_seed is not None:
+        disorder = [
+            f"  stream         disordered, seed {config.stream_disorder_seed}: a channel's events "
+            "reach the fan-out in several batches, some late"
+        ]
     lines = [
         "",
         "Local stack is up (Ctrl-C stops everything):",
@@ -381,6 +399,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
         f"  endpoints file {config.outputs_file}",
         *auth,
+        *disorder,
         "",
         "Try: .venv/bin/python -m client subscribe news --transport sse",
         '     .venv/bin/python -m client publish news \'{"hello": "world"}\'',

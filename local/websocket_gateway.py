@@ -7,11 +7,11 @@ Two servers on one event loop:
   handshake, selects a route for every message on ``$request.body.action``,
   invokes the handler with a Lambda proxy event, and runs ``$disconnect`` once
   after the socket has closed, whoever closed it;
-- the @connections management API (Starlette under uvicorn), which the handlers
-  reach through boto3's ``apigatewaymanagementapi`` client exactly as on AWS:
-  ``POST``/``GET``/``DELETE /@connections/{id}``, with or without a
-  ``/{stage}`` prefix, answering 410 ``GoneException`` for connections that are
-  gone and 413 ``PayloadTooLargeException`` for frames over the message limit.
+- the @connections management API (``local.connections_api``, under uvicorn),
+  which the handlers reach through boto3's ``apigatewaymanagementapi`` client
+  exactly as on AWS: ``POST``/``GET``/``DELETE /{stage}/@connections/{id}``, with
+  API Gateway's answers for a gone connection (410), a malformed id (400), a
+  frame over the message limit (413) and a path without the stage (403).
 
 Handlers are synchronous (boto3), as on Lambda; each invocation runs on a
 bounded thread pool, never on the event loop, so a handler that posts to
@@ -89,18 +89,12 @@ import uuid
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request as HttpRequest
-from starlette.responses import JSONResponse
-from starlette.responses import Response as HttpResponse
-from starlette.routing import Route
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -114,6 +108,7 @@ from eventlog.config import (
     WEBSOCKET_MAX_FRAME_BYTES,
     WEBSOCKET_MAX_MESSAGE_BYTES,
 )
+from local.connections_api import connections_app
 from local.servers import EmbeddedServer, bind
 
 logger = logging.getLogger(__name__)
@@ -189,6 +184,17 @@ class _Connection:
         self.last_active_at = now
         self.last_active_ms = _now_ms()
 
+    async def send(self, frame: str | bytes) -> bool:
+        """Hand a @connections frame to the socket; False if it closed meanwhile."""
+        if self.websocket is None:
+            return False
+        try:
+            await self.websocket.send(frame)
+        except ConnectionClosed:
+            return False
+        self.touch(asyncio.get_running_loop().time())
+        return True
+
 
 class _Rejection(Exception):
     """The handshake is refused with ``status``."""
@@ -251,8 +257,8 @@ class LocalWebSocketApi:
 
     @property
     def management_endpoint(self) -> str:
-        """The @connections API root, for ``WEBSOCKET_MANAGEMENT_ENDPOINT``."""
-        return f"http://{self.host}:{self._management_port}"
+        """The stage's callback URL, for ``WEBSOCKET_MANAGEMENT_ENDPOINT`` (as deployed)."""
+        return f"http://{self.host}:{self._management_port}/{self.stage}"
 
     @property
     def connection_count(self) -> int:
@@ -301,7 +307,12 @@ class LocalWebSocketApi:
             logger=_NoDebugLogger(logging.getLogger("websockets.server"), {}),
         )
         config = uvicorn.Config(
-            self._management_app(),
+            connections_app(
+                stage=self.stage,
+                max_message_bytes=self.limits.max_message_bytes,
+                find=self._open_connection,
+                close=self._delete_connection,
+            ),
             log_config=None,
             log_level="warning",
             access_log=False,
@@ -604,63 +615,17 @@ class LocalWebSocketApi:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- The @connections API -------------------------------------------------------------------
+    # --- What the @connections API reaches (local.connections_api) ----------------------------
 
-    def _management_app(self) -> Starlette:
-        methods = ["GET", "POST", "DELETE"]
-        return Starlette(
-            routes=[
-                Route("/@connections/{connection_id}", self._connections_endpoint, methods=methods),
-                Route(
-                    "/{stage}/@connections/{connection_id}",
-                    self._connections_endpoint,
-                    methods=methods,
-                ),
-            ]
-        )
-
-    async def _connections_endpoint(self, request: HttpRequest) -> HttpResponse:
-        stage = request.path_params.get("stage")
-        if stage is not None and stage != self.stage:
-            return _management_error(403, "ForbiddenException", "Forbidden")
-        # The path arrives percent-decoded: "%3D" from boto3 is "=" here.
-        connection_id = request.path_params["connection_id"]
-        if request.method == "POST":
-            data = await request.body()
-            if len(data) > self.limits.max_message_bytes:
-                return _management_error(
-                    413,
-                    "PayloadTooLargeException",
-                    f"Data exceeds the maximum size of {self.limits.max_message_bytes} bytes",
-                )
+    def _open_connection(self, connection_id: str) -> _Connection | None:
+        """The connection @connections may reach: handshake done and no close started."""
         connection = self._connections.get(connection_id)
         if connection is None or not connection.open or connection.websocket is None:
-            return _management_error(410, "GoneException", "Gone")
-        if request.method == "GET":
-            return JSONResponse(
-                {
-                    "connectedAt": _iso(connection.connected_at_ms),
-                    "identity": {
-                        "sourceIp": connection.source_ip,
-                        "userAgent": connection.user_agent or "",
-                    },
-                    "lastActiveAt": _iso(connection.last_active_ms),
-                }
-            )
-        if request.method == "DELETE":
-            self._close(connection, CloseCode.NORMAL_CLOSURE, "connection deleted")
-            return HttpResponse(status_code=204)
-        frame: str | bytes
-        try:
-            frame = data.decode()
-        except UnicodeDecodeError:
-            frame = data  # not text: sent as a binary frame
-        try:
-            await connection.websocket.send(frame)
-        except ConnectionClosed:
-            return _management_error(410, "GoneException", "Gone")
-        connection.touch(asyncio.get_running_loop().time())
-        return HttpResponse(status_code=200)
+            return None
+        return connection
+
+    def _delete_connection(self, connection: _Connection) -> None:
+        self._close(connection, CloseCode.NORMAL_CLOSURE, "connection deleted")
 
 
 # --- Pure helpers -------------------------------------------------------------------------------
@@ -827,18 +792,6 @@ def _http_error(status: int, message: str) -> Response:
 
 def _known(status: int) -> bool:
     return status in HTTPStatus._value2member_map_
-
-
-def _management_error(status: int, error_type: str, message: str) -> JSONResponse:
-    # botocore takes the error code from this header (rest-json protocol).
-    return JSONResponse(
-        {"message": message}, status_code=status, headers={"x-amzn-ErrorType": error_type}
-    )
-
-
-def _iso(epoch_ms: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 def _now_ms() -> int:

@@ -21,6 +21,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, cast
 
 import boto3
@@ -32,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import USER_AGENT
 from websockets.sync.client import ClientConnection, connect
 
+from local.connections_api import CONNECTION_ID
 from local.servers import PortInUse
 from local.websocket_gateway import (
     GatewayLimits,
@@ -43,7 +45,6 @@ from local.websocket_gateway import (
 from websocket_api import management
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{15}=")
 WAIT_SECONDS = 5.0
 
 # --- Fakes and harness --------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_connection_ids_look_like_api_gateway_ids_and_are_url_safe() -> None:
     ids = {new_id() for _ in range(2_000)}
     assert len(ids) == 2_000
     for connection_id in ids:
-        assert ID_PATTERN.fullmatch(connection_id), connection_id
+        assert CONNECTION_ID.fullmatch(connection_id), connection_id
         assert len(base64.urlsafe_b64decode(connection_id)) == 11
 
 
@@ -383,8 +384,8 @@ def test_connect_event_has_the_shape_lambda_receives(
     assert re.fullmatch(r"[a-z0-9]{10}", context["apiId"])
     assert context["domainName"] == gateway.url.removeprefix("ws://")
     assert context["messageDirection"] == "IN"
-    assert ID_PATTERN.fullmatch(context["requestId"])
-    assert ID_PATTERN.fullmatch(context["extendedRequestId"])
+    assert CONNECTION_ID.fullmatch(context["requestId"])
+    assert CONNECTION_ID.fullmatch(context["extendedRequestId"])
     assert isinstance(context["connectedAt"], int)
     assert context["connectedAt"] <= context["requestTimeEpoch"] <= time.time() * 1000
     assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context["requestTime"])
@@ -426,7 +427,7 @@ def test_message_and_disconnect_events_have_the_shape_lambda_receives(
         assert context["eventType"] == "MESSAGE"
         assert context["connectionId"] == connection_id
         assert context["connectedAt"] == connect_event["requestContext"]["connectedAt"]
-        assert ID_PATTERN.fullmatch(context["messageId"])
+        assert CONNECTION_ID.fullmatch(context["messageId"])
         assert event["isBase64Encoded"] is False
         assert "headers" not in event
     assert json.loads(echo_event["body"]) == {"action": "echo", "text": "héllo"}
@@ -477,7 +478,7 @@ def test_without_default_route_an_unmatched_message_gets_forbidden(
         reply = request(ws, {"action": "dance"})
         assert reply["message"] == "Forbidden"
         assert reply["connectionId"] == connection_id
-        assert ID_PATTERN.fullmatch(reply["requestId"])
+        assert CONNECTION_ID.fullmatch(reply["requestId"])
         assert request(ws, {"action": "ping"}) == {"type": "pong"}  # still open
 
 
@@ -614,29 +615,51 @@ def test_connections_api_refuses_frames_over_the_message_limit(
         assert ws.recv(timeout=WAIT_SECONDS) == "y" * limit
 
 
-def test_connections_api_takes_a_stage_prefix_and_percent_encoded_ids(
-    running: RunningGateway,
-) -> None:
+def test_connections_api_answers_only_under_the_stage(running: RunningGateway) -> None:
     endpoint = running.gateway.management_endpoint
-    staged = management_client(endpoint + "/local")
-    wrong_stage = management_client(endpoint + "/prod")
+    root = endpoint.removesuffix("/local")
+    assert endpoint == root + "/local"  # the stage's callback URL, as infra sets it
+    unstaged = management_client(root)
+    wrong_stage = management_client(root + "/prod")
     try:
         with running.connect() as ws:
             connection_id = whoami(ws)
-            staged.post_to_connection(ConnectionId=connection_id, Data=b"staged")
-            assert ws.recv(timeout=WAIT_SECONDS) == "staged"
-            with pytest.raises(ClientError) as forbidden:
-                wrong_stage.get_connection(ConnectionId=connection_id)
-            assert forbidden.value.response["Error"]["Code"] == "ForbiddenException"
+            for client in (unstaged, wrong_stage):
+                with pytest.raises(ClientError) as forbidden:
+                    client.post_to_connection(ConnectionId=connection_id, Data=b"lost")
+                assert forbidden.value.response["Error"]["Code"] == "ForbiddenException"
+                assert forbidden.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
             # boto3 sends "=" as "%3D"; a literal "=" must work as well.
             encoded = connection_id.replace("=", "%3D")
-            for path in (f"/@connections/{encoded}", f"/local/@connections/{connection_id}"):
+            for path in (f"/@connections/{encoded}", f"/@connections/{connection_id}"):
                 assert httpx.post(endpoint + path, content=b"raw").status_code == 200
                 assert ws.recv(timeout=WAIT_SECONDS) == "raw"
     finally:
-        staged.close()
+        unstaged.close()
         wrong_stage.close()
+
+
+def test_a_malformed_connection_id_is_400_and_an_unknown_one_410(
+    running: RunningGateway, boto_client: Any
+) -> None:
+    for malformed in ("not-an-id", new_id()[:-1], new_id() + "A", "!" * 15 + "="):
+        calls: list[Callable[[], Any]] = [
+            partial(boto_client.post_to_connection, ConnectionId=malformed, Data=b"x"),
+            partial(boto_client.get_connection, ConnectionId=malformed),
+            partial(boto_client.delete_connection, ConnectionId=malformed),
+        ]
+        for call in calls:
+            with pytest.raises(ClientError) as bad:
+                call()
+            assert bad.value.response["Error"]["Code"] == "BadRequestException"
+            assert bad.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert bad.value.response["Error"]["Message"] == f"Invalid connectionId: {malformed}"
+            assert management.classify(bad.value) == "permanent"  # not a client that left
+
+    with pytest.raises(ClientError) as gone:
+        boto_client.post_to_connection(ConnectionId=new_id(), Data=b"x")
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
 
 
 # --- Limits and every kind of close -------------------------------------------------------------
