@@ -114,7 +114,6 @@ from eventlog.config import (
 from eventlog.errors import EventTooLarge, PublishContention
 from eventlog.events import (
     Event,
-    encode_json,
     encoded_size,
     parse_cursor,
     utc_timestamp,
