@@ -1,10 +1,10 @@
-"""Two patches that make moto behave like DynamoDB where this project depends on it.
+"""Patches that make moto behave like DynamoDB where this project depends on it.
 
 1. *Atomic requests.* DynamoDB executes each request atomically; moto does not
    (two threads can interleave inside one ``TransactWriteItems``, and a read can
    see an item half written). Serializing moto's request dispatch restores
-   one-request-at-a-time. Concurrent clients still race *between* their
-   requests, which is where the real races are.
+   one-request-at-a-time, in arrival order (``FairLock``). Concurrent clients
+   still race *between* their requests, which is where the real races are.
 2. *Cheap transaction rollback.* moto deep-copies every table a transaction
    touches before applying it, so each publish costs time proportional to the
    whole table, and a local stack slows down as its history grows. The snapshot
@@ -12,8 +12,13 @@
    which is exact for what this project's transactions do (put new items, SET
    attributes of existing ones: both replace values, neither mutates one).
 
-Both are used by the local stack and by the tests; neither touches the code
-under test.
+3. *Request routing once per service.* moto's server finds the backend of each
+   request by listing its own package folder (``list_of_moto_modules``): about a
+   hundred and fifty ``stat`` calls per request, inside the lock above. The list
+   does not change while the process runs, so it is read once.
+
+They are used by the local stack and by the tests; none touches the code under
+test.
 """
 
 from __future__ import annotations
@@ -21,12 +26,53 @@ from __future__ import annotations
 import contextlib
 import copy as stdlib_copy
 import threading
+from collections import deque
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-_lock = threading.RLock()
+
+class FairLock:
+    """A re-entrant lock that serves its waiters in the order they came.
+
+    ``threading.RLock`` lets a thread that just arrived take the lock ahead of one
+    that has waited long: with many clients (a hot channel's publishers) some calls
+    then wait many turns, a tail DynamoDB does not have. Here the releasing thread
+    hands the lock to the longest waiter.
+    """
+
+    def __init__(self) -> None:
+        self._state = threading.Lock()
+        self._waiters: deque[tuple[int, threading.Lock]] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._state:
+            if self._owner in (None, me) and (self._owner == me or not self._waiters):
+                self._owner, self._depth = me, self._depth + 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append((me, turn))
+        turn.acquire()  # released by the owner when it hands the lock over
+
+    def __exit__(self, *exc: object) -> None:
+        with self._state:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiters:
+                self._owner, turn = self._waiters.popleft()
+                self._depth = 1
+                turn.release()
+            else:
+                self._owner = None
+
+
+_lock = FairLock()
 
 
 @contextlib.contextmanager
@@ -37,6 +83,11 @@ def atomic_requests() -> Iterator[None]:
 
     def serialized(dispatch: Any) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not getattr(self, "enabled", True):
+                # The in-process stubber sees every botocore call, also the ones a moto
+                # *server* answers; while no mock is active it passes them on untouched,
+                # and taking the lock there would only queue them twice.
+                return dispatch(self, *args, **kwargs)
             with _lock:
                 return dispatch(self, *args, **kwargs)
 
@@ -81,4 +132,14 @@ def cheap_transaction_rollback() -> Iterator[None]:
         return clone
 
     with mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+        yield
+
+
+@contextlib.contextmanager
+def cached_backend_lookup() -> Iterator[None]:
+    """List moto's service modules once, not on every request its server routes."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    with mock.patch.object(backends, "list_of_moto_modules", return_value=modules):
         yield

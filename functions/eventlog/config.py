@@ -83,6 +83,14 @@ DYNAMODB_READ_TIMEOUT_SECONDS = 10
 DYNAMODB_MAX_ATTEMPTS = 4
 """The event log's botocore client: tries per call (botocore's ``standard`` retry mode)."""
 
+DYNAMODB_MAX_POOL_CONNECTIONS = 40
+"""The event log's botocore client: kept-alive connections. One per blocking call that can run
+at once: the polling app (under uvicorn) and the SSE service run the log's calls in anyio's
+worker threads, at most 40 at a time by default. With botocore's default of 10, every call past
+the tenth opened a connection and dropped it afterwards, which a hot channel pays for in its
+tail latency. Sources: anyio docs (``to_thread.current_default_thread_limiter``, 40 tokens);
+botocore ``Config.max_pool_connections`` (default 10)."""
+
 DYNAMODB_MAX_RETRY_BACKOFF_SECONDS = (1 + 2 + 4) + 3 * 5
 """The longest the ``standard`` retry mode sleeps over those tries: before retry n at most
 2**(n-1) s (throttling; other errors far less), plus up to 5 s more each time a response asks

@@ -104,6 +104,7 @@ from eventlog import schema
 from eventlog.config import (
     DYNAMODB_CONNECT_TIMEOUT_SECONDS,
     DYNAMODB_MAX_ATTEMPTS,
+    DYNAMODB_MAX_POOL_CONNECTIONS,
     DYNAMODB_READ_TIMEOUT_SECONDS,
     MAX_READ_LIMIT,
     PUBLISH_MAX_ATTEMPTS,
@@ -528,6 +529,7 @@ def dynamodb_client() -> Any:
         config=Config(
             retries={"mode": "standard", "max_attempts": DYNAMODB_MAX_ATTEMPTS},
             connect_timeout=DYNAMODB_CONNECT_TIMEOUT_SECONDS,
+            max_pool_connections=DYNAMODB_MAX_POOL_CONNECTIONS,
             read_timeout=DYNAMODB_READ_TIMEOUT_SECONDS,
         ),
     )
