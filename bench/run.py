@@ -378,6 +378,7 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
             "websocket_storage_bytes_per_connection": websocket["storage_bytes_per_connection"],
         },
     }
+    results["hot_channel"]["date"] = results["meta"]["date"]
     results["wire"]["idle"] = stack["idle"]
     results["targets"] = targets(results)
     results["meta"]["duration_seconds"] = time.perf_counter() - started

@@ -74,6 +74,11 @@ the event (1 unit per KB). Source:
 docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html and
 .../developerguide/throttling-key-range-limit-exceeded-mitigation.html"""
 
+PUBLISH_WRITE_UNITS = 2
+"""Write units one publish of an event under 1 KB costs: the head counter's update (1) and the
+event's put (1). (The transaction it replaced cost 4: transactional writes cost two units per
+KB. Source: docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html)"""
+
 DYNAMODB_CONNECT_TIMEOUT_SECONDS = 3
 """The event log's botocore client: seconds to open a connection."""
 
