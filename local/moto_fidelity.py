@@ -3,8 +3,8 @@
 1. *Atomic requests.* DynamoDB executes each request atomically; moto does not
    (two threads can interleave inside one ``TransactWriteItems``, and a read can
    see an item half written). Serializing moto's request dispatch restores
-   one-request-at-a-time, in arrival order (``FairLock``). Concurrent clients
-   still race *between* their requests, which is where the real races are.
+   one-request-at-a-time. Concurrent clients still race *between* their
+   requests, which is where the real races are.
 2. *Cheap transaction rollback.* moto deep-copies every table a transaction
    touches before applying it, so each publish costs time proportional to the
    whole table, and a local stack slows down as its history grows. The snapshot
@@ -26,53 +26,12 @@ from __future__ import annotations
 import contextlib
 import copy as stdlib_copy
 import threading
-from collections import deque
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-
-class FairLock:
-    """A re-entrant lock that serves its waiters in the order they came.
-
-    ``threading.RLock`` lets a thread that just arrived take the lock ahead of one
-    that has waited long: with many clients (a hot channel's publishers) some calls
-    then wait many turns, a tail DynamoDB does not have. Here the releasing thread
-    hands the lock to the longest waiter.
-    """
-
-    def __init__(self) -> None:
-        self._state = threading.Lock()
-        self._waiters: deque[tuple[int, threading.Lock]] = deque()
-        self._owner: int | None = None
-        self._depth = 0
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        with self._state:
-            if self._owner in (None, me) and (self._owner == me or not self._waiters):
-                self._owner, self._depth = me, self._depth + 1
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append((me, turn))
-        turn.acquire()  # released by the owner when it hands the lock over
-
-    def __exit__(self, *exc: object) -> None:
-        with self._state:
-            self._depth -= 1
-            if self._depth:
-                return
-            if self._waiters:
-                self._owner, turn = self._waiters.popleft()
-                self._depth = 1
-                turn.release()
-            else:
-                self._owner = None
-
-
-_lock = FairLock()
+_lock = threading.RLock()
 
 
 @contextlib.contextmanager
