@@ -258,21 +258,23 @@ def test_two_processes_interleave_without_duplicates(dynamodb: Any, events_table
     assert [e.data for e in first.read("news", 0).events] == ["a", "b", "c"]
 
 
-class Crashing:
-    """Pass-through client; ``before_put`` runs just before each event put (a slow or dying
-    publisher between taking its seq and writing its event)."""
+class EventPuts:
+    """Pass-through client that runs ``hook`` on each event put's arguments before sending it
+    (``times`` puts, or all): a publisher that stalls or dies between taking its seq and
+    writing its event, a reader that fills the seq first, a put sent twice."""
 
-    def __init__(self, client: Any, before_put: Any) -> None:
+    def __init__(self, client: Any, hook: Any, *, times: int | None = 1) -> None:
         self._client = client
-        self.before_put = before_put
+        self.hook = hook
+        self.times = times
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     def put_item(self, **kwargs: Any) -> Any:
-        if schema.EVENT in kwargs["Item"] and self.before_put is not None:
-            hook, self.before_put = self.before_put, None
-            hook(int(kwargs["Item"]["seq"]["N"]))
+        if schema.EVENT in kwargs["Item"] and self.times != 0:
+            self.times = None if self.times is None else self.times - 1
+            self.hook(kwargs)
         return self._client.put_item(**kwargs)
 
 
@@ -286,10 +288,10 @@ def test_an_abandoned_seq_is_waited_for_then_filled_and_skipped(
     log, clock = make_log(dynamodb)
     log.publish("news", "one")
 
-    def die(seq: int) -> None:
-        raise PublisherDied(seq)
+    def die(put: dict[str, Any]) -> None:
+        raise PublisherDied(put["Item"]["seq"]["N"])
 
-    dying = EventLog(settings=log.settings, client=Crashing(dynamodb, die), clock=clock)
+    dying = EventLog(settings=log.settings, client=EventPuts(dynamodb, die), clock=clock)
     with pytest.raises(PublisherDied):
         dying.publish("news", "never written")
     log.publish("news", "three")
@@ -315,14 +317,14 @@ def test_a_publisher_slower_than_the_bound_takes_a_fresh_seq(
     log, clock = make_log(dynamodb)
     log.publish("news", "one")
 
-    def stall(seq: int) -> None:
+    def stall(put: dict[str, Any]) -> None:
         # While this publisher stalls, another publishes, time passes and a reader fills
         # the stalled seq.
         log.publish("news", "three")
         clock.now += SEQ_ABANDONED_AFTER_SECONDS
         assert [e.seq for e in log.read("news", 1).events] == [3]
 
-    slow = EventLog(settings=log.settings, client=Crashing(dynamodb, stall), clock=clock)
+    slow = EventLog(settings=log.settings, client=EventPuts(dynamodb, stall), clock=clock)
     late = slow.publish("news", "late")
     assert late.seq == 4
     assert [(e.seq, e.data) for e in log.read("news", 0).events] == [
@@ -335,18 +337,14 @@ def test_a_publisher_slower_than_the_bound_takes_a_fresh_seq(
 def test_a_put_botocore_retried_after_it_committed_is_the_publish_itself(
     dynamodb: Any, events_table: str
 ) -> None:
-    class Replaying:
-        """The put commits, its response is lost, and botocore sends it again."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(dynamodb, name)
-
-        def put_item(self, **kwargs: Any) -> Any:
-            dynamodb.put_item(**kwargs)
-            return dynamodb.put_item(**kwargs)
+    # The put commits, its response is lost, and botocore sends it again.
+    def commit_first(put: dict[str, Any]) -> None:
+        dynamodb.put_item(**put)
 
     log, clock = make_log(dynamodb)
-    replayed = EventLog(settings=log.settings, client=Replaying(), clock=clock)
+    replayed = EventLog(
+        settings=log.settings, client=EventPuts(dynamodb, commit_first), clock=clock
+    )
     assert replayed.publish("news", "once").seq == 1
     assert [e.data for e in log.read("news", 0).events] == ["once"]
     assert log.head("news") == 1
@@ -355,20 +353,13 @@ def test_a_put_botocore_retried_after_it_committed_is_the_publish_itself(
 def test_publishing_gives_up_with_a_typed_error_when_every_seq_is_filled(
     dynamodb: Any, events_table: str
 ) -> None:
-    class AlwaysFilled:
-        """A reader fills each seq just before this publisher writes it."""
+    # A reader fills each seq just before this publisher writes it.
+    def fill_first(put: dict[str, Any]) -> None:
+        tombstone = {k: v for k, v in put["Item"].items() if k in schema.TOMBSTONE_ATTRIBUTES}
+        dynamodb.put_item(TableName="events", Item=tombstone)
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(dynamodb, name)
-
-        def put_item(self, **kwargs: Any) -> Any:
-            tombstone = {
-                k: v for k, v in kwargs["Item"].items() if k in schema.TOMBSTONE_ATTRIBUTES
-            }
-            dynamodb.put_item(TableName="events", Item=tombstone)
-            return dynamodb.put_item(**kwargs)
-
-    log = EventLog(settings=Settings(events_table_name="events"), client=AlwaysFilled())  # defaults
+    always_filled = EventPuts(dynamodb, fill_first, times=None)
+    log = EventLog(settings=Settings(events_table_name="events"), client=always_filled)
     with pytest.raises(PublishContention, match=f"gave up after {PUBLISH_MAX_ATTEMPTS} seqs"):
         log.publish("news", 1)
     assert all(schema.EVENT not in item for item in stored_items(dynamodb))
