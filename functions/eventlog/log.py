@@ -277,7 +277,7 @@ class EventLog:
                 if code == "ConditionalCheckFailedException":
                     self._rebuild_head(channel)  # a new channel, or a lost head
                     continue
-                if code == "ValidationException":
+                if code == "ValidationException" and self._head_is_broken(channel):
                     logger.warning("head of %r is not a number: rebuilding it", channel)
                     self._rebuild_head(channel)
                     continue
@@ -331,6 +331,10 @@ class EventLog:
             return  # another publisher rebuilt it, or the counter is already past the newest item
         if newest:
             logger.warning("head of %r rebuilt at %d", channel, newest)
+
+    def _head_is_broken(self, channel: str) -> bool:
+        item = self._get(channel, schema.HEAD_SEQ)
+        return item is not None and _number(item, schema.HEAD) is None
 
     def _newest_seq(self, channel: str) -> int:
         page = self.client.query(
