@@ -115,9 +115,11 @@ def why_missed(results: Mapping[str, Any]) -> list[str]:
         f"{most['publishers']} publishers that each wait for their reply queue for "
         f"{most['publishers'] / most['publishes_per_second'] * 1000:,.0f} ms on average "
         "(Little's law); the tail is that queue on a busy machine. What would reach 1 s: "
-        "a faster local server (each publish is two moto requests, and moto serves one "
-        "at a time in the process that also runs the API), or fewer other processes on "
-        "the machine during the run. On AWS the counter and the put take a few "
+        "a faster local server: each publish is two moto requests, served one at a time "
+        "in the process that also runs the API, and moto's server (werkzeug) closes the "
+        "connection after every response, so each request is also a new connection and "
+        "a new thread; a WSGI server that keeps connections alive, or fewer other "
+        "processes on the machine during the run. On AWS the counter and the put take a few "
         "milliseconds each and a partition takes about 500 publishes a second."
     )
     lines = []
