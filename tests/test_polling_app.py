@@ -450,8 +450,7 @@ async def test_a_body_without_data_is_422(client: httpx.AsyncClient, unchanged: 
 
 
 async def test_data_that_is_not_json_is_422(client: httpx.AsyncClient, unchanged: Any) -> None:
-    # A lone surrogate is JSON that UTF-8, and so the log, cannot carry.
-    for value in ("NaN", "Infinity", "-Infinity", "1e999", '"\\ud800"', '{"k": ["\\udfff"]}'):
+    for value in ("NaN", "Infinity", "-Infinity", "1e999"):
         response = await client.post(EVENTS, content=f'{{"data": {value}}}', headers=JSON)
         assert_problem(response, status=422, code="invalid_data", case=value)
     unchanged.check()

@@ -53,14 +53,6 @@ def encode_json(value: Any) -> str:
     return text
 
 
-def encoded_size(text: str) -> int:
-    """Bytes of ``text`` in UTF-8; JSON can carry a lone surrogate that UTF-8 cannot."""
-    try:
-        return len(text.encode())
-    except UnicodeEncodeError as exc:
-        raise InvalidData(f"data is not valid Unicode: {exc.reason} at {exc.start}") from None
-
-
 def utc_timestamp(now: datetime | None = None) -> str:
     """UTC, ISO 8601 with milliseconds: ``2026-11-28T08:47:00.123Z``."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)

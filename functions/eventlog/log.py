@@ -115,7 +115,6 @@ from eventlog.config import (
 from eventlog.errors import EventTooLarge, PublishContention
 from eventlog.events import (
     Event,
-    encoded_size,
     parse_cursor,
     utc_timestamp,
     validate_channel,
@@ -231,7 +230,7 @@ class EventLog:
         validate_channel(channel)
         # Refuse what cannot be stored before taking a seq, so a refusal leaves no hole.
         probe = Event(channel=channel, seq=_SIZE_PROBE_SEQ, data=data, time=utc_timestamp())
-        size = encoded_size(probe.encode())
+        size = len(probe.encode().encode())  # encode() has refused what UTF-8 cannot carry
         if size > self.settings.max_event_bytes:
             raise EventTooLarge(
                 f"encoded event is {size} bytes; the limit is {self.settings.max_event_bytes}"
