@@ -35,7 +35,7 @@ How each transport spends:
   **independent of the number of clients**.
 
 Every transport pays the publishes (an HTTP API request or a WebSocket message, a
-Lambda invocation, the log's 4-unit transaction) and data transfer out.
+Lambda invocation, the log's two writes) and data transfer out.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from typing import Any
 
 from client.config import DEFAULT_WAIT_SECONDS, WEBSOCKET_KEEPALIVE_SECONDS
 from eventlog.config import (
+    PUBLISH_WRITE_UNITS,
     SSE_HEARTBEAT_SECONDS,
     SSE_READER_INTERVAL_SECONDS,
     WEBSOCKET_MAX_CONNECTION_SECONDS,
@@ -116,7 +117,7 @@ class Deployment:
     long_poll_wait_seconds: float = DEFAULT_WAIT_SECONDS
     route_memory_gb: float = 0.25  # infra/websocket_api.py route functions, 256 MB
     route_ms: float = 20.0  # billed time of one route invocation (assumed)
-    publish_ms: float = 30.0  # billed time of a publish (one transaction, assumed)
+    publish_ms: float = 30.0  # billed time of a publish (the counter and the put, assumed)
     fanout_memory_gb: float = 1769 / 1024  # infra/websocket_api.py: one full vCPU
     fanout_workers: int = DEFAULT_FANOUT_WORKERS
     post_round_trip_ms: float = 10.0  # post_to_connection from Lambda (assumed: 5-20 ms)
@@ -206,7 +207,7 @@ def _gb_out(prices: Mapping[str, Any], total_bytes: float) -> float:
 def _publishes(
     load: Load, prices: Mapping[str, Any], d: Deployment, *, over_websocket: bool
 ) -> Breakdown:
-    """Publishing the events: the request, the Lambda, the log's transaction (4 write units)."""
+    """Publishing the events: the request, the Lambda, the log's counter and put."""
     events = load.events_per_minute * load.channels * load.hours * 60
     lambda_cost = _price(prices, "lambda_request") + d.route_memory_gb * d.publish_ms / 1000 * (
         _price(prices, "lambda_gb_second_arm64")
@@ -218,7 +219,9 @@ def _publishes(
     return {
         "publish requests": events * request,
         "publish Lambda": events * lambda_cost,
-        "publish writes (DynamoDB)": events * 4 * _price(prices, "dynamodb_write_request_unit"),
+        "publish writes (DynamoDB)": events
+        * PUBLISH_WRITE_UNITS
+        * _price(prices, "dynamodb_write_request_unit"),
     }
 
 

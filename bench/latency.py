@@ -6,7 +6,7 @@ so one clock times both ends:
 
 - *latency*: from just before the publish call to the moment the subscription hands
   the event to the application. It includes the publish itself (an HTTP POST, or a
-  WebSocket frame, then a DynamoDB transaction) and whatever the transport waits:
+  WebSocket frame, then the log's counter update and put) and whatever the transport waits:
   the long poll's re-read pause (polling), the shared reader's interval (SSE), the
   stream poller and the fan-out (WebSocket). Before each publish the benchmark
   pauses a random time (seeded), so events land at every phase of those loops.

@@ -69,6 +69,9 @@ class Plan:
     stub_delay_ms: float
     stub_rounds: int
     import_runs: int
+    hot_publishers: tuple[int, ...]
+    """Publishers racing on one channel, one row each (``bench.hot_channel``)."""
+    hot_publishes_each: int
 
 
 FULL = Plan(
@@ -89,6 +92,8 @@ FULL = Plan(
     stub_delay_ms=5.0,
     stub_rounds=3,
     import_runs=5,
+    hot_publishers=(1, 2, 4, 8, 16, 32),
+    hot_publishes_each=25,
 )
 
 QUICK = Plan(
@@ -115,6 +120,8 @@ QUICK = Plan(
     stub_delay_ms=5.0,
     stub_rounds=1,
     import_runs=1,
+    hot_publishers=(1, 4),
+    hot_publishes_each=5,
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK)}

@@ -129,6 +129,17 @@ for _t, _where in (
 ):
     _add(f"complexity.{_t}.python_lines", f"{_t}: lines of Python in {_where}")
     _add(f"complexity.{_t}.runtime_files", f"{_t}: Python files the transport deploys")
+for _field, _what in (
+    ("publishers", "publishers racing on the channel"),
+    ("publishes", "publishes attempted"),
+    ("ok", "publishes acknowledged with a seq"),
+    ("failures", "publishes refused or lost"),
+    ("publishes_per_second", "acknowledged publishes per second of the race"),
+    ("p50_ms", "one publish call, median, ms"),
+    ("p99_ms", "one publish call, 99th percentile, ms"),
+):
+    _add(f"hot_channel.rows[].{_field}", f"hot channel over HTTP, per count: {_what}")
+_add("hot_channel.publishes_each", "publishes per publisher")
 _add("meta.seed", "seed of every random choice")
 _add("meta.cpus", "CPUs of the machine")
 _add("meta.duration_seconds", "how long the run took")

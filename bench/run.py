@@ -23,7 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, gateway_fanout, latency, sse_fanout, sse_stalled, websocket_fanout
+from bench import (
+    footprint,
+    gateway_fanout,
+    hot_channel,
+    latency,
+    sse_fanout,
+    sse_stalled,
+    websocket_fanout,
+)
 from bench.plan import PRODUCTION_IDLE, SEED, Plan
 from bench.results import missing_or_not_numeric
 from bench.stack import given_stack, local_stack
@@ -68,15 +76,28 @@ def _stack_measurements(plan: Plan, *, outputs: Path | None, token: str | None) 
         stack_context = given_stack(outputs)
         idle = replace(PRODUCTION_IDLE)
     with stack_context as stack:
-        return asyncio.run(
+        tokens = bench_token(stack.endpoints, token)
+        measured: dict[str, Any] = asyncio.run(
             latency.measure(
                 stack.endpoints,
                 plan=plan,
                 idle=idle,
                 production=PRODUCTION_IDLE,
-                token=bench_token(stack.endpoints, token),
+                token=tokens,
             )
         )
+        measured["hot_channel"] = _timed(
+            f"hot channel with {plan.hot_publishers} publishers",
+            lambda: asyncio.run(
+                hot_channel.measure(
+                    stack.endpoints,
+                    counts=plan.hot_publishers,
+                    publishes_each=plan.hot_publishes_each,
+                    token=tokens,
+                )
+            ),
+        )
+        return measured
 
 
 def _latency_section(measured: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +222,27 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "SSE p50 latency, ms (half the reader interval + 20)",
         ),
     }
+    hot = results["hot_channel"]["rows"]
+    alone = next(row for row in hot if row["publishers"] == 1)
+    most = max(hot, key=lambda row: row["publishers"])
+    checks["hot_channel_failures"] = (
+        sum(row["failures"] for row in hot),
+        "<=",
+        0,
+        f"Hot channel: failed publishes, 1 to {most['publishers']} publishers",
+    )
+    checks["hot_channel_scaling"] = (
+        min(row["publishes_per_second"] for row in hot) / alone["publishes_per_second"],
+        ">=",
+        1.0,
+        "Hot channel: lowest publishes/s over the 1-publisher figure",
+    )
+    checks["hot_channel_p99_ms"] = (
+        most["p99_ms"],
+        "<=",
+        1000.0,
+        f"Hot channel: publish p99 with {most['publishers']} publishers, ms",
+    )
     for key, row in results["cold_start"].items():
         if key.startswith("websocket_"):
             checks[f"import_{key}"] = (
@@ -317,6 +359,7 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
                 stub, connections=plan.stub_connections, delay_ms=plan.stub_delay_ms
             ),
         },
+        "hot_channel": stack["hot_channel"],
         "cold_start": imports,
         "assets": assets,
         "complexity": footprint.code_size(),
@@ -335,6 +378,7 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
             "websocket_storage_bytes_per_connection": websocket["storage_bytes_per_connection"],
         },
     }
+    results["hot_channel"]["date"] = results["meta"]["date"]
     results["wire"]["idle"] = stack["idle"]
     results["targets"] = targets(results)
     results["meta"]["duration_seconds"] = time.perf_counter() - started

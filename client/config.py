@@ -6,12 +6,14 @@ it behaves inside them, so every default below names the limit it follows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from eventlog.config import (
     HTTP_API_TIMEOUT_SECONDS,
     MAX_LONG_POLL_SECONDS,
     MAX_READ_LIMIT,
+    SEQ_ABANDONED_AFTER_SECONDS,
     SSE_HEARTBEAT_SECONDS,
     SSE_RETRY_MILLISECONDS,
     WEBSOCKET_IDLE_TIMEOUT_SECONDS,
@@ -57,12 +59,18 @@ QUEUE_EVENTS = MAX_READ_LIMIT * 10
 """Events a subscription holds for an application that has not taken them yet; when full,
 the subscription stops reading (backpressure) instead of growing."""
 
-BACKFILL_ATTEMPTS = 5
-"""Reads of the log that may come back without the missing event before a gap is an error.
-The log never hands out N+1 before N is readable, so one read normally suffices."""
-
 BACKFILL_PAUSE_SECONDS = 0.05
-"""First pause between those reads; it doubles after each."""
+"""First pause between reads of the log that came back without a missing event; it doubles
+after each, up to ``BACKFILL_MAX_PAUSE_SECONDS``."""
+
+BACKFILL_MAX_PAUSE_SECONDS = 2.0
+"""Longest pause between those reads."""
+
+BACKFILL_ATTEMPTS = 6 + math.ceil(SEQ_ABANDONED_AFTER_SECONDS / BACKFILL_MAX_PAUSE_SECONDS)
+"""Reads of the log that may come back without the missing event before a gap is an error.
+The log never hands out N+1 before N is settled: a seq being written takes milliseconds, and
+one whose publisher died is filled by the first read after ``SEQ_ABANDONED_AFTER_SECONDS``,
+so the reads go on for longer than that (the first six pauses add up to about 3 s)."""
 
 
 @dataclass(frozen=True, kw_only=True)

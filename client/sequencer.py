@@ -17,8 +17,11 @@ seq it let through) and, for each event:
 - ``seq == position + 1``: the next one, delivered;
 - ``seq > position + 1``: a gap. Before delivering the later event it reads the
   log after the position (``Backfill``, the polling API's ``GET .../events?after=``)
-  until the gap is filled. The log never hands out N+1 before N is readable, so
-  one read normally fills it; ``BACKFILL_ATTEMPTS`` empty reads are an error.
+  until the gap is filled. The log never hands out N+1 before N is settled, so
+  one read normally fills it; a page's ``next`` may pass seqs without an event (no
+  publisher wrote them: the log's tombstones), and the position moves past them.
+  ``BACKFILL_ATTEMPTS`` empty reads, outlasting the log's bound for an abandoned seq,
+  are an error.
 
 A ``reset`` (with the oldest retained seq) is accepted: history before ``oldest``
 is gone, so the position moves to ``oldest - 1`` and the reset is recorded
@@ -43,7 +46,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from client.config import BACKFILL_ATTEMPTS, BACKFILL_PAUSE_SECONDS
+from client.config import BACKFILL_ATTEMPTS, BACKFILL_MAX_PAUSE_SECONDS, BACKFILL_PAUSE_SECONDS
 from client.errors import ClientError
 from client.stats import TransportStats
 from eventlog.events import Event
@@ -196,13 +199,14 @@ class Sequencer:
             self.stats.backfills += 1
             if page.reset and page.oldest is not None:
                 delivered += await self.reset(page.oldest)
+            # A page accounts for every seq up to its ``next``: a seq in that range without
+            # an event is one no publisher wrote (the log's tombstone), never a lost event.
             for event in page.events:
                 if event.seq <= self.position:
                     continue
-                if event.seq != self.position + 1:
-                    break  # never skip: the next read starts before this one
                 self.position = event.seq
                 delivered.append(event)
+            self.position = max(self.position, page.next)
             if self.position == before and not page.reset:
                 empty_reads += 1
                 if empty_reads >= self._backfill_attempts:
@@ -211,5 +215,6 @@ class Sequencer:
                         before + 1,
                         f"{empty_reads} reads of the log did not return it",
                     )
-                await self._sleep(self._backfill_pause * 2 ** (empty_reads - 1))
+                pause = self._backfill_pause * 2 ** (empty_reads - 1)
+                await self._sleep(min(pause, BACKFILL_MAX_PAUSE_SECONDS))
         return delivered

@@ -10,11 +10,41 @@ from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from eventlog import endpoints
-from eventlog.schema import EVENTS_TABLE
+from eventlog.schema import EVENTS_TABLE, TOMBSTONE_ATTRIBUTES
 from infra.tables import table_from_spec
+
+# What ``eventlog.EventLog`` calls, in three grants: every transport reads; every reader may
+# fill an abandoned seq with a tombstone; publishers append.
+LOG_READ = ("dynamodb:GetItem", "dynamodb:Query")
+"""The head item, a missing seq, and reading after a cursor."""
+LOG_APPEND = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+"""Publishing: the head counter (UpdateItem) and the event (PutItem)."""
+LOG_FILL_CONDITION = {
+    "ForAllValues:StringEquals": {"dynamodb:Attributes": list(TOMBSTONE_ATTRIBUTES)}
+}
+"""A reader's PutItem may carry a tombstone's attributes only, so it can never write an event.
+Source: docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html"""
+
+
+def grant_log_read(table: dynamodb.ITable, grantee: iam.IGrantable) -> None:
+    """Let ``grantee`` read the log, and fill the seqs its publishers abandoned."""
+    table.grant(grantee, *LOG_READ)
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["dynamodb:PutItem"],
+            resources=[table.table_arn],
+            conditions=LOG_FILL_CONDITION,
+        )
+    )
+
+
+def grant_log_append(table: dynamodb.ITable, grantee: iam.IGrantable) -> None:
+    """Let ``grantee`` read and publish to the log."""
+    table.grant(grantee, *LOG_READ, *LOG_APPEND)
 
 
 class EventsTable(Construct):

@@ -50,7 +50,6 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
@@ -62,6 +61,7 @@ from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge_routes
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
+from infra.events_table import grant_log_append
 from infra.lambda_code import (
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
@@ -107,22 +107,6 @@ def reserved_concurrency_from(value: object) -> int | None:
     return int(text)
 
 
-EVENTS_TABLE_READS = (
-    "dynamodb:GetItem",  # the head item, and checking that a missing event has expired
-    "dynamodb:Query",  # reading after a cursor
-)
-EVENTS_TABLE_WRITES = (
-    "dynamodb:PutItem",  # publish: the event
-    "dynamodb:UpdateItem",  # publish: the head
-)
-"""Exactly what ``EventLog`` calls, and writes only inside a transaction. TransactWriteItems
-has no IAM action of its own: each item is authorised as PutItem or UpdateItem, and the
-``dynamodb:EnclosingOperation`` condition limits those to transactions, so this function
-cannot write an event without moving the head with it. ``grant_read_write_data`` would add
-Scan, BatchGetItem, BatchWriteItem, DeleteItem, ConditionCheckItem, DescribeTable and the
-stream reads, and allow bare writes. Source:
-docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html"""
-
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
     "requestTime": "$context.requestTime",
@@ -145,7 +129,7 @@ class PollingApi(Construct):
     """The HTTP API, its stage and access logs, and the function behind it.
 
     :param events_table: the event log's table; the function may read it with
-        ``EVENTS_TABLE_READS`` and write it with ``EVENTS_TABLE_WRITES`` in transactions.
+        read and publish to it (``infra.events_table.grant_log_append``), and nothing else.
     :param auth: how tokens are verified (``infra.auth.Auth``); the function gets its
         settings and may read its secret.
     :param cors_allow_origins: origins allowed to call the API from a browser.
@@ -210,18 +194,7 @@ class PollingApi(Construct):
             },
         )
         auth.grant_verify(self.function)
-        events_table.grant(self.function, *EVENTS_TABLE_READS)
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=list(EVENTS_TABLE_WRITES),
-                resources=[events_table.table_arn],
-                conditions={
-                    "ForAnyValue:StringEquals": {
-                        "dynamodb:EnclosingOperation": ["TransactWriteItems"]
-                    }
-                },
-            )
-        )
+        grant_log_append(events_table, self.function)
 
         self.http_api = apigwv2.HttpApi(
             self,

@@ -89,6 +89,7 @@ from eventlog.config import (
 from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk_singletons
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute
+from infra.events_table import grant_log_read
 from infra.operations import Watched
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
 from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
@@ -250,8 +251,8 @@ class SseService(Construct):
             ulimits=[ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65_535, hard_limit=65_535)],
             readonly_root_filesystem=True,
         )
-        # Read only, and only the two calls the service makes (EventLog.read and .head).
-        events_table.grant(self.task_definition.task_role, "dynamodb:Query", "dynamodb:GetItem")
+        # Reads, and tombstones for seqs their publishers abandoned; never an event.
+        grant_log_read(events_table, self.task_definition.task_role)
         auth.grant_verify(self.task_definition.task_role)
 
         self.service = ecs.FargateService(

@@ -64,6 +64,7 @@ from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge, acknowledge_routes, nag_text
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
+from infra.events_table import grant_log_append, grant_log_read
 from infra.lambda_code import (
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
@@ -109,10 +110,6 @@ ACCESS_LOGS_CONTEXT = "websocketAccessLogs"
 FANOUT_TIMEOUT_SECONDS = 300
 """A batch of ``fanout_batch_size`` events, each posted to every subscriber of its channel."""
 
-# What each function calls, by table. TransactWriteItems has no IAM action of its own: it is
-# authorised item by item as PutItem and UpdateItem.
-_LOG_READ = ("dynamodb:GetItem", "dynamodb:Query")
-_LOG_APPEND = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 _FORGET = ("dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 
 
@@ -417,8 +414,8 @@ class WebSocketApi(Construct):
         allow(functions["subscribe"], ("dynamodb:PutItem",), table.table_arn)
         allow(functions["unsubscribe"], ("dynamodb:DeleteItem",), table.table_arn)
         allow(self.fanout_function, ("dynamodb:Query",), table.table_arn)
-        events_table.grant(functions["subscribe"], *_LOG_READ)
-        events_table.grant(functions["publish"], *_LOG_APPEND)
+        grant_log_read(events_table, functions["subscribe"])
+        grant_log_append(events_table, functions["publish"])
 
         def connections(method: str) -> str:
             return Stack.of(self).format_arn(

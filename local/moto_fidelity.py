@@ -1,4 +1,4 @@
-"""Two patches that make moto behave like DynamoDB where this project depends on it.
+"""Patches that make moto behave like DynamoDB where this project depends on it.
 
 1. *Atomic requests.* DynamoDB executes each request atomically; moto does not
    (two threads can interleave inside one ``TransactWriteItems``, and a read can
@@ -12,8 +12,13 @@
    which is exact for what this project's transactions do (put new items, SET
    attributes of existing ones: both replace values, neither mutates one).
 
-Both are used by the local stack and by the tests; neither touches the code
-under test.
+3. *Request routing once per service.* moto's server finds the backend of each
+   request by listing its own package folder (``list_of_moto_modules``): about a
+   hundred and fifty ``stat`` calls per request, inside the lock above. The list
+   does not change while the process runs, so it is read once.
+
+They are used by the local stack and by the tests; none touches the code under
+test.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ def atomic_requests() -> Iterator[None]:
 
     def serialized(dispatch: Any) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not getattr(self, "enabled", True):
+                # The in-process stubber sees every botocore call, also the ones a moto
+                # *server* answers; while no mock is active it passes them on untouched,
+                # and taking the lock there would only queue them twice.
+                return dispatch(self, *args, **kwargs)
             with _lock:
                 return dispatch(self, *args, **kwargs)
 
@@ -81,4 +91,14 @@ def cheap_transaction_rollback() -> Iterator[None]:
         return clone
 
     with mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+        yield
+
+
+@contextlib.contextmanager
+def cached_backend_lookup() -> Iterator[None]:
+    """List moto's service modules once, not on every request its server routes."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    with mock.patch.object(backends, "list_of_moto_modules", return_value=modules):
         yield

@@ -240,10 +240,15 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         else:
             from moto.server import ThreadedMotoServer
 
-            from local.moto_fidelity import atomic_requests, cheap_transaction_rollback
+            from local.moto_fidelity import (
+                atomic_requests,
+                cached_backend_lookup,
+                cheap_transaction_rollback,
+            )
 
             stack.enter_context(atomic_requests())
             stack.enter_context(cheap_transaction_rollback())
+            stack.enter_context(cached_backend_lookup())
             bind(
                 HOST, ports.dynamodb, name="dynamodb", option="--dynamodb-port"
             ).close()  # fail early and clearly

@@ -10,9 +10,11 @@ from typing import TypeVar
 
 import pytest
 
+from client.config import BACKFILL_ATTEMPTS, BACKFILL_MAX_PAUSE_SECONDS
 from client.errors import ClientError
 from client.sequencer import Page, Reset, Sequencer
 from client.stats import TransportStats
+from eventlog.config import SEQ_ABANDONED_AFTER_SECONDS
 from eventlog.events import Event
 
 T = TypeVar("T")
@@ -181,7 +183,9 @@ def test_a_gap_that_never_fills_is_an_error_not_a_skip() -> None:
         run(seq.push(ev(5)))
     assert caught.value.code == "sequence_gap"
     assert "news/3" in caught.value.detail
-    assert len(log.reads) == 5  # BACKFILL_ATTEMPTS
+    assert len(log.reads) == BACKFILL_ATTEMPTS
+    assert max(sleeps) == BACKFILL_MAX_PAUSE_SECONDS
+    assert sum(sleeps) > SEQ_ABANDONED_AFTER_SECONDS  # outlasts the log's bound for a hole
     assert seq.position == 2
 
 
@@ -290,3 +294,16 @@ def test_shuffled_repeated_and_lost_deliveries_come_out_exactly_once_in_order(se
         f"seed {seed}: {len(keyed)} deliveries, {seq.stats.duplicates} duplicates dropped, "
         f"{seq.stats.backfills} backfill reads"
     )
+
+
+def test_seqs_a_page_passes_without_events_are_skipped_not_a_gap() -> None:
+    # The log filled seq 3 with a tombstone: a read after 2 returns 4 with next 4.
+    async def read(channel: str, after: int) -> Page:
+        events = [ev(4)] if after < 4 else []
+        return Page(events=events, next=4 if after < 4 else after)
+
+    seq = sequencer(after=2)
+    seq._backfill = read
+    assert seqs(run(seq.push(ev(4)))) == [4]
+    assert seqs(run(seq.push(ev(5)))) == [5]
+    assert seq.position == 5

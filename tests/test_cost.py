@@ -109,10 +109,10 @@ def test_sse_tasks_are_sized_by_cpu_when_events_are_frequent() -> None:
     assert cost.sse_tasks(load, deployment) == math.ceil(100_000 / 5454)
 
 
-def test_publishes_cost_the_log_transaction() -> None:
+def test_publishes_cost_the_logs_two_writes() -> None:
     for breakdown in costs(clients=0, events_per_minute=1).values():
-        # 43,800 events x 4 write units (two items, transactional) x $0.625 per million
-        assert breakdown["publish writes (DynamoDB)"] == pytest.approx(43_800 * 4 * 0.625e-6)
+        # 43,800 events x 2 write units (the head counter, the event) x $0.625 per million
+        assert breakdown["publish writes (DynamoDB)"] == pytest.approx(43_800 * 2 * 0.625e-6)
 
 
 # --- shape ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import anyio.to_thread
 import pytest
 
 from eventlog import EventLog, ReadResult
-from eventlog.config import MAX_READ_LIMIT, Settings
+from eventlog.config import MAX_READ_LIMIT, SEQ_ABANDONED_AFTER_SECONDS, Settings
 from sse_service.hub import Hub
 from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
 
@@ -153,3 +153,37 @@ async def test_a_stream_expires_at_its_deadline_even_when_a_timer_fires_early(
     assert subscriber.reason == "expired"
     assert readings == [1_000.0, 1_000.049, 1_000.05], "the early firing waited out the rest"
     hub.leave(subscriber)
+
+
+async def test_a_hole_holds_streams_back_until_it_is_written_or_filled(
+    dynamodb: Any, events_table: str
+) -> None:
+    now = [1_800_000_000.0]
+    log = EventLog(
+        settings=Settings(events_table_name=events_table), client=dynamodb, clock=lambda: now[0]
+    )
+    hub = make_hub(log)
+    await publish(log, "holes", 1)
+    watcher = hub.stream(hub.admit("holes"), cursor=None)
+    assert b"id: 1\n" in await anext(watcher)
+
+    # A publisher takes seq 2 and dies before writing it; seq 3 is written.
+    await anyio.to_thread.run_sync(log._take_seq, "holes")
+    await publish(log, "holes", 1)
+    next_chunk = asyncio.ensure_future(anext(watcher))
+    await anyio.sleep(0.1)
+    assert not next_chunk.done()  # 3 is not handed out while 2 may still come
+
+    now[0] += SEQ_ABANDONED_AFTER_SECONDS  # the feed's next read fills 2 and moves on
+    with anyio.fail_after(5):
+        assert _IDS.findall(await next_chunk) == [b"3"]
+    # A stream resuming before the tombstone skips it too, and is not cut as a gap.
+    joiner = hub.stream(hub.admit("holes"), cursor=1)
+    await anext(joiner)  # the preamble
+    await publish(log, "holes", 1)
+    assert await seqs_until(joiner, 4) == [3, 4]
+    assert await seqs_until(watcher, 4) == [4]
+    assert hub.stats["closed_gap"] == 0
+    for stream in (watcher, joiner):
+        await stream.aclose()
+    await hub.aclose()

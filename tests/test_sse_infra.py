@@ -18,7 +18,7 @@ from eventlog.config import (
     SSE_MAX_STREAM_SECONDS,
 )
 from infra.auth import AuthStack
-from infra.events_table import EventLogStack
+from infra.events_table import LOG_FILL_CONDITION, EventLogStack
 from infra.sse_service import (
     CLOUDFRONT_ORIGIN_FACING,
     DEFAULT_TASKS,
@@ -139,9 +139,11 @@ def test_the_task_role_can_only_read_the_events_table_and_the_signing_secret(
         if {"Ref": task_role_id} in p["Properties"]["Roles"]
     ]
     (policy,) = policies
-    (statement, secret) = policy["PolicyDocument"]["Statement"]
+    (statement, fill, secret) = policy["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
+    # A reader may fill an abandoned seq with a tombstone, and write nothing else.
+    assert (fill["Action"], fill["Condition"]) == ("dynamodb:PutItem", LOG_FILL_CONDITION)
     resources = statement["Resource"]
     assert all("ImportValue" in str(resource) for resource in resources)  # the events table
     assert secret["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]

@@ -117,7 +117,7 @@ def test_resume_by_last_event_id_loses_nothing_across_a_server_restart(
     def publish() -> None:
         for n in range(total):
             log.publish("ticks", n)
-            time.sleep(0.01)
+            time.sleep(0.05)  # paced, so the restart falls while events are still published
         done.set()
 
     first = serve()

@@ -241,15 +241,18 @@ def test_events_reach_each_subscriber_in_seq_order(
     assert sport_b == [1, 2, 3, 4]
 
 
-def test_head_items_and_other_changes_in_the_stream_are_ignored(
+def test_head_items_tombstones_and_other_changes_in_the_stream_are_ignored(
     fan: Fanout, api: FlakyApi, connections: Connections, log: EventLog, stream: StreamReader
 ) -> None:
     connect(connections, "a=", "news")
     log.publish("news", 1)
     log.publish("news", 2)
+    log._fill("news", 3)  # a reader fills a seq whose publisher died: a tombstone
     records = stream.unfiltered()
     assert any("event" not in r["dynamodb"]["NewImage"] for r in records)  # head item records
     assert any(r["eventName"] == "MODIFY" for r in records)
+    tombstones = [r for r in records if r["dynamodb"]["Keys"]["seq"]["N"] == "3"]
+    assert [r["eventName"] for r in tombstones] == ["INSERT"]
     removal = {**records[-1], "eventName": "REMOVE"}
     assert fan.handle([*records, removal]) == {"batchItemFailures": []}
     assert [f["event"]["seq"] for f in received("a=")] == [1, 2]

@@ -14,7 +14,7 @@ from eventlog import endpoints, schema
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
 from infra import app_rules
 from infra.auth import Auth, AuthConfig, AuthStack
-from infra.events_table import EventLogStack
+from infra.events_table import LOG_FILL_CONDITION, EventLogStack
 from infra.websocket_api import WebSocketApi, WebSocketStack
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import BY_CONNECTION, CONNECTIONS_TABLE
@@ -317,6 +317,7 @@ def manage_connections_resource(statements: list[dict[str, Any]]) -> str:
             {
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
+                "dynamodb:Query",
                 "dynamodb:UpdateItem",
                 "execute-api:ManageConnections",
             },
@@ -335,13 +336,23 @@ def test_each_route_function_may_do_exactly_what_it_does(
     assert actions(policy_of(resources, function_by_handler(resources, handler))) == expected
 
 
-def test_only_publish_can_write_the_event_log(resources: dict[str, Any]) -> None:
+def test_only_publish_can_write_events_and_subscribe_only_tombstones(
+    resources: dict[str, Any],
+) -> None:
     for name in of_type(resources, "AWS::Lambda::Function"):
         statements = policy_of(resources, name)
         on_events = [s for s in statements if "ImportValue" in json.dumps(s["Resource"])]
-        writes = actions(on_events) & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
         handler = resources[name]["Properties"]["Handler"]
+        unconditional = [s for s in on_events if "Condition" not in s]
+        writes = actions(unconditional) & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
         assert bool(writes) == (handler == "websocket_api.routes.publish"), handler
+        conditional = [s for s in on_events if "Condition" in s]
+        if handler == "websocket_api.routes.subscribe":
+            (fill,) = conditional
+            assert fill["Action"] == "dynamodb:PutItem"
+            assert fill["Condition"] == LOG_FILL_CONDITION
+        else:
+            assert conditional == [], handler
 
 
 def test_posting_is_granted_on_this_api_and_stage_only(resources: dict[str, Any]) -> None:

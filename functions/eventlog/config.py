@@ -65,6 +65,71 @@ ALB_IDLE_TIMEOUT_SECONDS = 60
 """ALB idle timeout default; an SSE heartbeat must come sooner. HTTP/2 PINGs do not reset it.
 Source: docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html"""
 
+# --- DynamoDB: what bounds a hot channel, and what bounds one call ---------------------------
+
+DYNAMODB_PARTITION_WRITE_UNITS_PER_SECOND = 1_000
+"""A partition takes at most 1,000 write units per second (3,000 read units). A channel is one
+partition key, so this caps one channel's publishes: each publish writes the head (1 unit) and
+the event (1 unit per KB). Source:
+docs.aws.amazon.com/amazondynamodb/latest/developerguide/warm-throughput-scenarios.html and
+.../developerguide/throttling-key-range-limit-exceeded-mitigation.html"""
+
+PUBLISH_WRITE_UNITS = 2
+"""Write units one publish of an event under 1 KB costs: the head counter's update (1) and the
+event's put (1). (The transaction it replaced cost 4: transactional writes cost two units per
+KB. Source: docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html)"""
+
+DYNAMODB_CONNECT_TIMEOUT_SECONDS = 3
+"""The event log's botocore client: seconds to open a connection."""
+
+DYNAMODB_READ_TIMEOUT_SECONDS = 10
+"""The event log's botocore client: seconds to wait for a response."""
+
+DYNAMODB_MAX_ATTEMPTS = 4
+"""The event log's botocore client: tries per call (botocore's ``standard`` retry mode)."""
+
+DYNAMODB_MAX_POOL_CONNECTIONS = 40
+"""The event log's botocore client: kept-alive connections. One per blocking call that can run
+at once: the polling app (under uvicorn) and the SSE service run the log's calls in anyio's
+worker threads, at most 40 at a time by default. With botocore's default of 10, every call past
+the tenth opened a connection and dropped it afterwards, which a hot channel pays for in its
+tail latency. Sources: anyio docs (``to_thread.current_default_thread_limiter``, 40 tokens);
+botocore ``Config.max_pool_connections`` (default 10)."""
+
+DYNAMODB_MAX_RETRY_BACKOFF_SECONDS = (1 + 2 + 4) + 3 * 5
+"""The longest the ``standard`` retry mode sleeps over those tries: before retry n at most
+2**(n-1) s (throttling; other errors far less), plus up to 5 s more each time a response asks
+for it with ``x-amz-retry-after``. Source: botocore/retries/standard.py (ExponentialBackoff)."""
+
+PUBLISH_CALL_MAX_SECONDS = (
+    DYNAMODB_MAX_ATTEMPTS * (DYNAMODB_CONNECT_TIMEOUT_SECONDS + DYNAMODB_READ_TIMEOUT_SECONDS)
+    + DYNAMODB_MAX_RETRY_BACKOFF_SECONDS
+)
+"""The longest one write of the event log can take before botocore gives up. A publisher
+writes its event right after it takes a seq, so this (74 s) bounds how long a live publisher
+leaves a seq unwritten. Functions that publish die sooner (the polling function at 29 s, the
+WebSocket route at 29 s); the local stack and containers have no such limit, so this is the bound."""
+
+CLOCK_SKEW_SECONDS = 1
+"""Margin for the publisher's clock (which stamps a seq's assignment) against a reader's.
+EC2 and Lambda keep time with the Amazon Time Sync Service, within a millisecond; one second
+also covers a laptop."""
+
+SEQ_ABANDONED_AFTER_SECONDS = PUBLISH_CALL_MAX_SECONDS + CLOCK_SKEW_SECONDS
+"""A seq still unwritten this long after it was assigned was abandoned by its publisher (it
+crashed or timed out between taking the seq and writing the event): a reader fills it with a
+tombstone. Until then readers wait for it. Too short would only cost a live publisher a retry
+(its conditional write fails on the tombstone and it takes a fresh seq), never an event."""
+
+READ_MAX_QUERIES = 8
+"""Most ``Query`` calls one read may make. Expired items that TTL has not deleted yet (it is
+lazy, typically days) are skipped with full 1 MB pages, so this skips tens of thousands of
+them; a read that runs out returns a ``reset`` with where to continue."""
+
+PUBLISH_MAX_ATTEMPTS = 5
+"""Seqs one publish may take. A publish takes another only when its first was filled with a
+tombstone (it took longer than ``SEQ_ABANDONED_AFTER_SECONDS``) or the head had to be rebuilt."""
+
 # --- Defaults of the tunable knobs ------------------------------------------------------------
 
 DEFAULT_RETENTION_SECONDS = 24 * 60 * 60

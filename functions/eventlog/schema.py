@@ -89,18 +89,24 @@ def create_table(client: Any, spec: TableSpec, table_name: str) -> None:
 
 # --- The events table -----------------------------------------------------------------------
 #
-# One item per event, keyed (channel, seq), plus one head item per channel at
+# One item per seq, keyed (channel, seq), plus one head item per channel at
 # seq = HEAD_SEQ that holds the channel's last assigned seq. The head sorts after
 # every event, so one ascending Query "seq > cursor" returns the events after the
 # cursor and, when it reaches the end, the head too: a read learns the head
-# without a second request.
+# without a second request. An item of a seq is an event (it has EVENT) or a
+# tombstone (it has not): a seq whose publisher never wrote it, which readers skip.
 
 CHANNEL = "channel"
 SEQ = "seq"
-EVENT = "event"  # the encoded Event JSON, exactly as delivered
+EVENT = "event"  # the encoded Event JSON, exactly as delivered; absent on a tombstone
 HEAD = "head"  # on the head item only: the last assigned seq
 EXPIRES_AT = "expires_at"  # TTL, epoch seconds; absent on the head item, which never expires
+ASSIGNED_AT = "assigned_at"  # epoch seconds: when the seq was taken (on the head: the last one)
+WRITER = "writer"  # on an event: a token of the publish that wrote it, to recognise its own retry
 HEAD_SEQ = 10**30  # above any seq a channel can reach; DynamoDB numbers go to 38 digits
+
+TOMBSTONE_ATTRIBUTES = (CHANNEL, SEQ, EXPIRES_AT, ASSIGNED_AT)
+"""Every attribute of a tombstone: what a reader may write, and nothing that makes an event."""
 
 EVENTS_TABLE = TableSpec(
     partition_key=Key(name=CHANNEL, type="S"),

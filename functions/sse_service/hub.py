@@ -271,9 +271,9 @@ class ChannelFeed:
                 backoff = interval
                 if result.reset:
                     self._history_moved(result)
-                elif result.events:
-                    self._hand_out(result.events)
-                    if result.head is None:
+                elif result.next > self.position:
+                    self._hand_out(result)
+                    if result.events and result.head is None:
                         continue  # more are waiting: read again at once
                 await asyncio.sleep(interval)
         finally:
@@ -286,12 +286,24 @@ class ChannelFeed:
         for subscriber in self.subscribers:
             subscriber.wake()
 
-    def _hand_out(self, events: list[Event]) -> None:
-        frames = [(event.seq, event_frame(event)) for event in events]
+    def _hand_out(self, result: ReadResult) -> None:
+        """Hand out every seq after the position that ``result`` accounts for, in order.
+
+        A seq without an event (a tombstone: its publisher never wrote it) is an empty
+        frame, never sent: a stream still sees every seq, however its queue is sliced
+        into writes, so it tells "nothing to send there" from a gap. Tombstones are
+        rare, so these cost next to nothing.
+        """
+        assert self.position is not None
+        events = {event.seq: event for event in result.events}
+        frames = [
+            (seq, event_frame(events[seq]) if seq in events else b"")
+            for seq in range(self.position + 1, result.next + 1)
+        ]
         for subscriber in list(self.subscribers):
             subscriber.offer(frames)
-        self.position = events[-1].seq
-        self.hub.stats["events_read"] += len(events)
+        self.position = result.next
+        self.hub.stats["events_read"] += len(result.events)
 
     def _history_moved(self, result: ReadResult) -> None:
         logger.warning(
@@ -400,15 +412,17 @@ class Hub:
             else:
                 yield preamble(retry_milliseconds=self.retry_milliseconds, cursor=None)
                 last = cursor
-                async for chunk, position in self._backlog(subscriber, after=cursor):  # step 3
+                backlog = self._backlog(subscriber, after=cursor, until=feed.position)
+                async for chunk, position in backlog:  # step 3
                     last = position
-                    yield chunk
+                    if chunk:
+                        yield chunk
             while subscriber.reason is None:  # step 4, then live
                 frames = subscriber.take(self.write_slice_bytes)
                 if not frames:
                     await subscriber.wait()
                     continue
-                fresh = [frame for seq, frame in frames if seq > last]
+                fresh = [frame for seq, frame in frames if seq > last and frame]
                 if frames[0][0] > last + 1:
                     # Cannot happen by the argument above; if it ever did, the client's
                     # reconnect would fill the gap from the log, so end the stream.
@@ -424,17 +438,23 @@ class Hub:
             self.leave(subscriber)
 
     async def _backlog(
-        self, subscriber: Subscriber, *, after: int
+        self, subscriber: Subscriber, *, after: int, until: int
     ) -> AsyncIterator[tuple[bytes, int]]:
-        """Pages of the log after the cursor until a read reaches the head, in write slices,
-        each with the cursor the client has once it has that slice."""
+        """Pages of the log after the cursor, in write slices, each with the cursor the client
+        has once it has that slice, until a read reaches the head or ``until``.
+
+        ``until`` is the feed's position when the stream joined: everything after it
+        reaches the stream through its queue. A read stops before a seq that is still
+        being written; then the backlog waits a reader interval and reads again.
+        """
         while subscriber.reason is None:
             result = await self.read(subscriber.channel, after)
             frames: deque[Frame] = deque()
             if result.reset and result.oldest is not None:
                 frames.append((result.oldest - 1, reset_frame(result.oldest)))
             frames += ((event.seq, event_frame(event)) for event in result.events)
-            reached_head = result.head is not None or not result.events
+            reached_head = result.head is not None
+            moved = result.next != after
             after = result.next
             del result  # of the read, this stream keeps only the frames still to write
             unsent = sum(len(frame) for _, frame in frames)
@@ -446,8 +466,12 @@ class Hub:
                 unsent -= size
                 yield b"".join(frame for _, frame in batch), batch[-1][0]
             subscriber.in_flight = 0
-            if reached_head:
+            if moved:
+                yield b"", after  # also past seqs without an event (tombstones) after the last
+            if reached_head or after >= until:
                 return
+            if not moved:
+                await asyncio.sleep(self.reader_interval_seconds)
 
     # --- shutdown -------------------------------------------------------------------------------
 

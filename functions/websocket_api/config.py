@@ -58,6 +58,12 @@ being killed, so Lambda retries only the unfinished records, not the whole batch
 POST_MAX_ATTEMPTS = 5
 """Tries per frame when the @connections API throttles (429) or fails transiently."""
 
+BACKLOG_STALL_PAUSES = 5
+BACKLOG_STALL_FIRST_PAUSE_SECONDS = 0.05
+"""A subscribe's backlog read that stops before a seq still being written reads again after a
+pause that doubles from this, at most ``BACKLOG_STALL_PAUSES`` times (about 1.5 s in all): a
+live publisher writes its event within milliseconds of taking the seq."""
+
 POST_BACKOFF_BASE_SECONDS = 0.05
 POST_BACKOFF_CAP_SECONDS = 1.0
 """Full-jitter exponential backoff between tries: uniform(0, min(cap, base * 2**attempt))."""

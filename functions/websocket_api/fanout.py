@@ -1,6 +1,6 @@
 """Fan-out: each new event, from the events table's stream, to every subscriber of its channel.
 
-publish -> TransactWriteItems (events table) -> DynamoDB stream -> this function
+publish -> PutItem of the event (events table) -> DynamoDB stream -> this function
 -> Query the channel's subscribers (connections table) -> one
 ``post_to_connection`` per subscriber.
 
@@ -39,14 +39,17 @@ Failure handling, by name:
   and resumes from its cursor. Until some event of the channel comes, nothing
   checks, so a quiet channel's expired subscriber simply receives nothing.
 
-Order: records come in stream order, which for one channel (the events table's
-partition key) is ``seq`` order, and each record is delivered to every receiver
-before the next one starts, so each receiver gets a channel's events in order.
-A retried record can arrive twice; clients drop duplicates by ``seq``.
+Order: records come in stream order, and each record is delivered to every
+receiver before the next one starts. Stream order is write order, which is not
+quite ``seq`` order: racing publishers take their seqs from a counter and then
+write their events, so N+1 can be written, streamed and delivered just before N
+(``eventlog.log``). The client's sequencer holds N+1 and fills N from the log; a
+retried record can arrive twice, and clients drop duplicates by ``seq``.
 
-The stream also carries the head item (``seq = HEAD_SEQ``) and TTL deletions.
-The event source mapping filters them out (INSERTs with ``NewImage.event``);
-``event_frame`` checks again, so a mapping without the filter is only slower.
+The stream also carries the head item (``seq = HEAD_SEQ``), tombstones (seqs
+whose publisher never wrote them) and TTL deletions. The event source mapping
+filters them out (INSERTs with ``NewImage.event``); ``event_frame`` checks again,
+so a mapping without the filter is only slower.
 """
 
 from __future__ import annotations
@@ -269,7 +272,7 @@ def event_frame(record: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
     image = record.get("dynamodb", {}).get("NewImage", {})
     if schema.EVENT not in image:
-        return None  # the head item, created with the channel's first event
+        return None  # the head item, or a tombstone: nothing to deliver
     encoded = image[schema.EVENT]["S"]
     event = Event.decode(encoded)  # a record that is not an Event fails here, not at the client
     return event.channel, frames.event(encoded)

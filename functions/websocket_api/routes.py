@@ -26,7 +26,8 @@ Subscribing is ordered so that no event can fall between backlog and live:
 1. record the subscription (strongly consistent, read by every later fan-out);
 2. read the channel's head H;
 3. send ``subscribed`` with H, then, given a cursor, ``reset`` if the log says
-   so and every event after the cursor up to at least H, in pages of 100.
+   so and every event after the cursor up to at least H, in pages of 100 (waiting
+   briefly for a seq up to H that its publisher is still writing).
 
 An event above H was published after step 2, so after step 1, so its fan-out
 finds the subscription and delivers it live. Events up to H come in the
@@ -62,7 +63,11 @@ from eventlog.config import MAX_READ_LIMIT
 from eventlog.errors import EventLogError, Throttled, is_throttling
 from eventlog.log import EventLog, default_log
 from websocket_api import frames, management
-from websocket_api.config import connections_table_name
+from websocket_api.config import (
+    BACKLOG_STALL_FIRST_PAUSE_SECONDS,
+    BACKLOG_STALL_PAUSES,
+    connections_table_name,
+)
 from websocket_api.connections import Connections
 from websocket_api.frames import ClientFrame, Ping, Publish, Subscribe, Unsubscribe
 
@@ -261,9 +266,23 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
             sender.send(frames.pong())
 
 
-def send_backlog(log: EventLog, sender: Sender, *, channel: str, after: int, head: int) -> None:
-    """Send every event after ``after`` up to at least ``head``, with ``reset`` first if due."""
-    cursor = after
+def send_backlog(
+    log: EventLog,
+    sender: Sender,
+    *,
+    channel: str,
+    after: int,
+    head: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Send every event after ``after`` up to at least ``head``, with ``reset`` first if due.
+
+    A read stops before a seq that is still being written (``eventlog.log``); the
+    backlog reads again after a short pause, a few times. A seq whose publisher died
+    takes longer to settle than a subscribe should wait: the client's sequencer
+    backfills what follows it when the next live event arrives.
+    """
+    cursor, stalls = after, 0
     while True:
         page = log.read(channel, cursor, MAX_READ_LIMIT)
         reset = page.oldest if page.reset else None
@@ -272,9 +291,13 @@ def send_backlog(log: EventLog, sender: Sender, *, channel: str, after: int, hea
         for event in page.events:
             if not sender.send(frames.event(event.encode())):
                 return
-        reached_head = page.head is not None or page.next >= head
-        if reached_head or (page.next == cursor and not page.events):
+        if page.head is not None or page.next >= head:
             return
+        if page.next == cursor and not page.events:
+            if stalls == BACKLOG_STALL_PAUSES:
+                return
+            sleep(BACKLOG_STALL_FIRST_PAUSE_SECONDS * 2**stalls)
+            stalls += 1
         cursor = page.next
 
 

@@ -1,0 +1,136 @@
+"""For each target a run missed: the measured cause, and what would reach it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from eventlog.config import SSE_READER_INTERVAL_SECONDS
+
+
+def why_missed(results: Mapping[str, Any]) -> list[str]:
+    """For each missed target: the measured cause, and what would reach it."""
+    targets = results["targets"]
+    sse = max(results["fanout"]["sse"]["rows"], key=lambda r: r["n"])
+    ws = max(results["fanout"]["websocket"]["rows"], key=lambda r: r["n"])
+    stub = results["fanout"]["websocket_stub"]
+    lat = results["latency"]
+    notes = {
+        "sse_kb_per_stream": (
+            f"**SSE memory per stream ({sse['kb_per_stream']:.0f} KB).** Each open stream is "
+            "a uvicorn protocol object and request cycle, the suspended frames of the ASGI "
+            "middleware stack (errors, CORS, exceptions, router), sse-starlette's response "
+            "with its task group (the body task, the heartbeat task, the disconnect listener) "
+            "and the hub's subscriber: a few dozen Python objects and four coroutines per "
+            "client. What would reach 30 KB: fewer tasks per stream (the heartbeat as a "
+            "timeout on the subscriber's wait instead of its own task, and no disconnect "
+            "listener, since a failed write already ends the stream), and no middleware "
+            "around the stream route."
+        ),
+        "sse_fanout_ms": (
+            f"**SSE fan-out to {sse['n']:,} streams ({sse['fanout_ms']:.0f} ms).** The event is "
+            "encoded once per broadcast already (`sse_service.hub`: one bytes object "
+            "queued to every subscriber), so what remains is per stream: waking its task, "
+            "one pass through sse-starlette and uvicorn's `send`, and one socket write, "
+            f"about {sse['fanout_ms'] * 1000 / sse['n']:.0f} us each on one core. What would "
+            "reach 300 ms: write the shared frame to each stream's transport from the feed "
+            "in one loop (no task switch per stream), or spread the streams over more "
+            "processes per task (one per vCPU)."
+        ),
+        "sse_streams_held": (
+            f"**SSE streams held ({sse['held']:,} of {sse['n']:,}).** Streams were lost "
+            "while open: check the open-files limit of the machine."
+        ),
+        "websocket_fanout_ms": (
+            f"**WebSocket fan-out to {ws['n']:,} connections ({ws['concurrent_ms']:,.0f} ms).** "
+            f"The fan-out function spends {ws['function_cpu_ms_per_post']:.2f} ms of CPU per "
+            "`post_to_connection` (botocore builds, signs and parses every call), so one "
+            "process cannot post faster than "
+            f"{1000 / max(ws['function_cpu_ms_per_post'], 1e-9):,.0f} frames a second, "
+            "whatever its thread count; the local gateway adds "
+            f"{ws['gateway_cpu_ms_per_post']:.2f} ms per post on the same two cores. On "
+            "AWS the fan-out function has one vCPU (1,769 MB), so the same bound holds "
+            "there. What would reach 1 s: a cheaper post (SigV4-signing the request once "
+            "per call and sending it over a pooled connection without botocore's "
+            "machinery), or splitting a channel's subscribers over several invocations "
+            "(one per page of the subscriber Query)."
+        ),
+        "websocket_concurrency_gain": (
+            "**Sequential against concurrent, locally "
+            f"({ws['sequential_over_concurrent']:.1f}x).** "
+            "A local post is a loopback round trip of well under a millisecond, so there "
+            "is no waiting for threads to overlap; concurrency pays only where a post "
+            "waits on the network. Against a stub that answers each post after "
+            f"{stub['delay_ms']:g} ms (a network round trip), the same code runs "
+            f"{stub['sequential_over_concurrent']:.1f}x faster with the default workers than "
+            "sequentially, and the ceiling is again the CPU per post."
+        ),
+        "websocket_concurrency_gain_stub": (
+            f"**Sequential against concurrent, with a {stub['delay_ms']:g} ms round trip "
+            f"({stub['sequential_over_concurrent']:.1f}x).** With 16 threads the ideal gain "
+            "is 16x; the fan-out reaches the CPU bound per post first (see the fan-out "
+            "target above), so more threads do not help and a cheaper post would."
+        ),
+        "websocket_p50_ms": (
+            f"**WebSocket p50 latency ({lat['websocket']['p50_ms']:.0f} ms).** The path is "
+            "publish (a frame, a route Lambda, the log's counter update and put: "
+            f"{lat['websocket']['publish_ack_p50_ms']:.0f} ms to the acknowledgement "
+            "locally), the stream poller (every 50 ms locally; Lambda polls a DynamoDB "
+            "stream about four times a second), the fan-out's subscriber Query and the "
+            "post. Locally the moto server serializes every DynamoDB call. What would reach "
+            "50 ms: deliver from the publish route itself to the subscribers of the "
+            "channel when there are few (skipping the stream hop), or a stream poller "
+            "interval under 20 ms locally; on AWS the DynamoDB Streams hop alone has "
+            "a p50 of about 200 ms (measured by bitesizedserverless.com, 'serverless "
+            "messaging latency compared'), so the deployed figure is higher either way."
+        ),
+        "sse_p50_ms": (
+            f"**SSE p50 latency ({lat['sse']['p50_ms']:.0f} ms).** Measured from the publish "
+            f"call, which alone takes {lat['sse']['publish_ack_p50_ms']:.0f} ms here (an HTTP "
+            "POST, the log's counter update and put on moto); what SSE adds after it is "
+            f"{lat['sse']['after_ack_p50_ms']:.0f} ms at the median: on average half the "
+            f"reader interval ({SSE_READER_INTERVAL_SECONDS * 500:.0f} ms), one read of the "
+            "log and the write. What would reach the target: a shorter reader interval "
+            "(each halving doubles the reader's reads, per channel per task, still "
+            "independent of the clients), or waking the reader when the publish comes "
+            "through the same process."
+        ),
+    }
+    hot = results["hot_channel"]["rows"]
+    most = max(hot, key=lambda r: r["publishers"])
+    notes["hot_channel_failures"] = (
+        "**Failed publishes on a hot channel.** A publish fails only when its seq was "
+        "filled by a reader (it took longer than `SEQ_ABANDONED_AFTER_SECONDS`) five "
+        "times over, or when DynamoDB refuses it: the local server's log says which."
+    )
+    notes["hot_channel_scaling"] = (
+        "**Hot-channel throughput below the one-publisher figure.** Racing publishers "
+        "do not retry each other's work any more, so a lower figure is the server "
+        "running out of CPU: locally one process serves moto and every server, and "
+        "shares the machine with the benchmark's clients."
+    )
+    notes["hot_channel_p99_ms"] = (
+        f"**Hot-channel p99 with {most['publishers']} publishers ({most['p99_ms']:,.0f} ms).** "
+        f"The local server took {most['publishes_per_second']:.0f} publishes a second, so "
+        f"{most['publishers']} publishers that each wait for their reply queue for "
+        f"{most['publishers'] / most['publishes_per_second'] * 1000:,.0f} ms on average "
+        "(Little's law); the tail is that queue on a busy machine. What would reach 1 s: "
+        "a faster local server: each publish is two moto requests, served one at a time "
+        "in the process that also runs the API, and moto's server (werkzeug) closes the "
+        "connection after every response, so each request is also a new connection and "
+        "a new thread; a WSGI server that keeps connections alive, or fewer other "
+        "processes on the machine during the run. On AWS the counter and the put take a few "
+        "milliseconds each and a partition takes about 500 publishes a second."
+    )
+    lines = []
+    for key, target in targets.items():
+        if target["met"]:
+            continue
+        if key.startswith("import_"):
+            lines.append(
+                f"**{target['what']} ({target['value']:.2f}).** Its module imports an SDK or "
+                "library at load time; import it on first use instead."
+            )
+        elif key in notes:
+            lines.append(notes[key])
+    return lines
