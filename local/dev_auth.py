@@ -62,10 +62,13 @@ def dev_token_route(*, secret: str) -> Route:
         if host not in LOCAL_HOSTS:
             return _refuse(403, "development tokens are issued to 127.0.0.1 and localhost only")
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            return _refuse(415, "send a JSON body (it may be {})")
+        body = await request.body()
+        # No body at all is the documented "everything by default"; a body must be JSON
+        # (which also makes a browser ask first, by a preflight, from another origin).
+        if (body or media_type) and media_type != "application/json":
+            return _refuse(415, "send a JSON body (it may be {}), or none")
         try:
-            subject, grants, ttl = _token_request(json.loads(await request.body() or b"{}"))
+            subject, grants, ttl = _token_request(json.loads(body or b"{}"))
         except (ValueError, InvalidClaims) as exc:  # a JSONDecodeError is a ValueError
             return _refuse(400, str(exc))
         except RecursionError:

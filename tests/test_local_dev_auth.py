@@ -112,6 +112,15 @@ async def test_only_local_json_requests_get_a_token(local: httpx.AsyncClient) ->
     assert localhost.status_code == 200
 
 
+async def test_no_body_at_all_is_the_default_request(local: httpx.AsyncClient) -> None:
+    # `curl -X POST .../dev/token`: the body is optional, as the docs say.
+    response = await local.post(DEV_TOKEN_PATH)
+    assert response.status_code == 200
+    assert response.json()["token_type"] == "Bearer"
+    form = await local.post(DEV_TOKEN_PATH, content=b"a=1", headers={"Content-Type": "text/plain"})
+    assert form.status_code == 415
+
+
 def test_the_switch_and_the_banner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
