@@ -294,3 +294,22 @@ def test_the_sequencer_drops_repeats_backfills_gaps_and_follows_resets(
         "afterExpiry": 9,
         "cursor": 1,
     }, json.dumps(result)
+
+
+def test_the_page_keeps_the_same_intervals_as_the_python_client(
+    local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
+) -> None:
+    """One figure each: the cost model prices the Python client's, so the page must match."""
+    from client.config import DEFAULT_WAIT_SECONDS, WEBSOCKET_KEEPALIVE_SECONDS
+
+    tab, errors = page
+    assert local_stack.endpoints.demo_url is not None
+    errors.allowed.append(re.compile(r"status of 404"))
+    tab.goto(local_stack.endpoints.demo_url + "?outputs=none.json")
+    intervals = tab.evaluate(
+        """async () => {
+        const { LONG_POLL_SECONDS, WEBSOCKET_PING_MS } = await import("./transports.js");
+        return [LONG_POLL_SECONDS, WEBSOCKET_PING_MS];
+    }"""
+    )
+    assert intervals == [DEFAULT_WAIT_SECONDS, WEBSOCKET_KEEPALIVE_SECONDS * 1000]

@@ -9,12 +9,15 @@
 
 import { authParams, buildUrl, byteLength, channelPath, readEvents } from "./api.js";
 
-/** Seconds one long poll waits (the API allows 0-25; the HTTP API cuts at 30). */
+/** Seconds one long poll waits (the API allows 0-25; the HTTP API cuts at 30): the same as
+ * the Python client's client.config.DEFAULT_WAIT_SECONDS (a browser test holds them equal). */
 export const LONG_POLL_SECONDS = 20;
 
 /** API Gateway closes a WebSocket idle for 10 minutes
- * (eventlog.config.WEBSOCKET_IDLE_TIMEOUT_SECONDS); a ping at half that keeps it open. */
-export const WEBSOCKET_PING_MS = 5 * 60 * 1000;
+ * (eventlog.config.WEBSOCKET_IDLE_TIMEOUT_SECONDS). A ping every minute keeps it open and
+ * notices a dead one soon: the Python client's client.config.WEBSOCKET_KEEPALIVE_SECONDS,
+ * which `make cost` prices (a browser test holds them equal). */
+export const WEBSOCKET_PING_MS = 60 * 1000;
 
 const RECONNECT_FIRST_MS = 1000;
 const RECONNECT_MAX_MS = 15000;
