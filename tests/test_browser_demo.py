@@ -236,15 +236,20 @@ def test_a_missing_endpoints_file_is_a_clear_message(
     expect(tab.get_by_role("button", name="Publish")).to_be_disabled()
 
 
+def idle_page(local_stack: LocalStack, page: tuple[Page, ConsoleErrors]) -> Page:
+    """The page with no endpoints: it stays idle, and its modules are there to import."""
+    tab, errors = page
+    assert local_stack.endpoints.demo_url is not None
+    errors.allowed.append(re.compile(r"status of 404"))
+    tab.goto(local_stack.endpoints.demo_url + "?outputs=none.json")
+    return tab
+
+
 def test_the_sequencer_drops_repeats_backfills_gaps_and_follows_resets(
     local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
 ) -> None:
     """The page's exactly-once logic, run in the browser against a scripted log."""
-    tab, errors = page
-    assert local_stack.endpoints.demo_url is not None
-    # No endpoints: the page stays idle, and its modules are there to import.
-    errors.allowed.append(re.compile(r"status of 404"))
-    tab.goto(local_stack.endpoints.demo_url + "?outputs=none.json")
+    tab = idle_page(local_stack, page)
     result = tab.evaluate(
         """async () => {
         const { Sequencer } = await import("./sequencer.js");
@@ -302,10 +307,7 @@ def test_the_page_keeps_the_same_intervals_as_the_python_client(
     """One figure each: the cost model prices the Python client's, so the page must match."""
     from client.config import DEFAULT_WAIT_SECONDS, WEBSOCKET_KEEPALIVE_SECONDS
 
-    tab, errors = page
-    assert local_stack.endpoints.demo_url is not None
-    errors.allowed.append(re.compile(r"status of 404"))
-    tab.goto(local_stack.endpoints.demo_url + "?outputs=none.json")
+    tab = idle_page(local_stack, page)
     intervals = tab.evaluate(
         """async () => {
         const { LONG_POLL_SECONDS, WEBSOCKET_PING_MS } = await import("./transports.js");
