@@ -98,7 +98,7 @@ class DevTokens:
             async with httpx.AsyncClient(timeout=10) as http:
                 response = await http.post(self.url, json=self._body)
         except httpx.TransportError as exc:
-            raise unreachable(exc) from exc
+            raise unreachable(exc, url=self.url) from exc
         if response.status_code != 200:
             raise ClientError.from_http(
                 status=response.status_code, headers=response.headers, body=response.content

@@ -43,7 +43,8 @@ class ClientError(Exception):
         detail: str,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(f"{status or '-'} {code}: {detail}")
+        # "HTTP 403 forbidden: ..." when the service answered; "connection_lost: ..." when not.
+        super().__init__(f"{f'HTTP {status} ' if status else ''}{code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
@@ -107,16 +108,44 @@ def parse_retry_after(raw: str | None, *, now: datetime | None = None) -> float 
     return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
-def unreachable(exc: BaseException) -> ClientError:
-    """No connection could be made: nothing was sent."""
+def unreachable(exc: BaseException, *, url: object = None) -> ClientError:
+    """No connection could be made to ``url``: nothing was sent."""
+    where = f" to {url}" if url else ""
     return ClientError(
-        status=None, code="unreachable", detail=f"cannot connect ({type(exc).__name__}: {exc})"
+        status=None,
+        code="unreachable",
+        detail=f"cannot connect{where} ({type(exc).__name__}: {exc})",
     )
 
 
-def connection_lost(exc: BaseException | None, *, what: str) -> ClientError:
-    """The connection broke after ``what`` was sent: it may or may not have been carried out."""
-    cause = "" if exc is None else f" ({type(exc).__name__}: {exc})"
+CLOSE_CODES = {
+    1000: "closed normally",
+    1001: "the server is going away",
+    1003: "data the server does not accept (API Gateway refuses binary frames)",
+    1006: "closed without a close frame (the network, or a process that died)",
+    1008: "a policy violation",
+    1009: "a message too big (API Gateway: frames over 32 KB, messages over 128 KB)",
+    1011: "an error in the server",
+    1012: "the server is restarting",
+    1013: "try again later",
+}
+"""What a WebSocket close code means here (RFC 6455, section 7.4.1)."""
+
+
+def close_cause(code: int | None, reason: str | None) -> str:
+    """``close 1009: a message too big (...): frame exceeds ...``, for an error's detail."""
+    if code is None:
+        return ""
+    meaning = CLOSE_CODES.get(code, "an unlisted close code")
+    return f"close {code}, {meaning}" + (f": {reason}" if reason else "")
+
+
+def connection_lost(exc: BaseException | None, *, what: str, close: str = "") -> ClientError:
+    """The connection broke after ``what`` was sent: it may or may not have been carried out.
+
+    ``close`` says how, when the server closed it (``close_cause``).
+    """
+    cause = f" ({close})" if close else "" if exc is None else f" ({type(exc).__name__}: {exc})"
     return ClientError(
         status=None,
         code="connection_lost",

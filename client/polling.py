@@ -95,7 +95,7 @@ class PollingApi:
         try:
             response = await self._client.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise unreachable(exc) from exc
+            raise unreachable(exc, url=request.url) from exc
         except httpx.TransportError as exc:
             raise connection_lost(exc, what=f"the {request.method}") from exc
         count_response_head(stats, response)

@@ -67,7 +67,13 @@ from client.base import (
     event_from_json,
 )
 from client.config import ClientOptions
-from client.errors import ClientError, connection_lost, protocol_error, unreachable
+from client.errors import (
+    ClientError,
+    close_cause,
+    connection_lost,
+    protocol_error,
+    unreachable,
+)
 from client.polling import PollingApi
 from client.sequencer import Reset
 from client.stats import TransportStats
@@ -201,7 +207,7 @@ class WebSocketTransport(Transport):
                 body=bytes(response.body or b""),
             ) from None
         except RECONNECTABLE as exc:
-            raise unreachable(exc) from exc
+            raise unreachable(exc, url=self._url) from exc  # the URL without its token
         self.stats.connections += 1
         return ws
 
@@ -257,7 +263,8 @@ class WebSocketTransport(Transport):
             # Nothing sent on this connection will be answered now: pending publishes fail,
             # and subscribes are sent again by the reconnect (a stale entry here would
             # otherwise take the blame for a later, unrelated error frame).
-            self._abandon_publishes(connection_lost(None, what="the publish"))
+            closed = close_cause(ws.close_code, ws.close_reason)
+            self._abandon_publishes(connection_lost(None, what="the publish", close=closed))
             self._outstanding.clear()
             with suppress(Exception):
                 await ws.close()
@@ -485,7 +492,8 @@ class WebSocketTransport(Transport):
                 try:
                     await self._send(ws, frame)
                 except ConnectionClosed:
-                    raise connection_lost(None, what="the publish") from None
+                    closed = close_cause(ws.close_code, ws.close_reason)
+                    raise connection_lost(None, what="the publish", close=closed) from None
                 assert request.future is not None
                 return await request.future
         except TimeoutError:
