@@ -20,6 +20,7 @@ from typing import Any, Literal
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct, Node
@@ -195,8 +196,8 @@ class Watched:
     """The resource's own limit, for thresholds relative to it."""
 
 
-def lambda_watches(label: str, function: Any) -> tuple[Watched, ...]:
-    """Errors and throttles of one function (``aws_lambda.IFunction``)."""
+def lambda_watches(label: str, function: lambda_.IFunction) -> tuple[Watched, ...]:
+    """Errors and throttles of one function."""
     return (
         Watched(kind="lambda_errors", label=f"{label} errors", metric=function.metric_errors()),
         Watched(

@@ -84,7 +84,7 @@ def synthesize(variant: Variant, folder: Path) -> Synth:
     environment = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'functions'}{os.pathsep}{ROOT}",
-        "CI": "true",
+        "CI": "true",  # the CLI's non-interactive mode, as in CI and `make deploy | tee`
     }
     result = subprocess.run(
         command,
