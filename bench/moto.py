@@ -23,14 +23,14 @@ BENCH_AWS_ENVIRONMENT = {
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
-    """Start moto on 127.0.0.1 (one request at a time, cheap rollbacks); yield its URL."""
+    """Start moto on 127.0.0.1, patched as the local stack's DynamoDB; yield its URL."""
     from moto.server import ThreadedMotoServer
 
-    from local.moto_fidelity import atomic_requests, cheap_transaction_rollback
+    from local.moto_fidelity import dynamodb_fidelity
 
     os.environ.update(BENCH_AWS_ENVIRONMENT)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    with atomic_requests(), cheap_transaction_rollback():
+    with dynamodb_fidelity():
         server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:

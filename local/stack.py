@@ -2,7 +2,8 @@
 
 | AWS                                   | here                                           |
 |---------------------------------------|------------------------------------------------|
-| DynamoDB + Streams                    | a moto server (or any endpoint you configure)  |
+| DynamoDB + Streams                    | moto in its own process (``local.dynamodb``),  |
+|                                       | or any endpoint you configure                  |
 | HTTP API -> polling Lambda            | the same FastAPI app under uvicorn             |
 | WebSocket API -> route Lambdas        | ``local.websocket_gateway`` -> the same handlers |
 | stream -> event source mapping -> fan-out | ``local.stream_mapping`` -> the same handler |
@@ -16,10 +17,10 @@ development tokens from ``POST /dev/token`` on the demo server. ``--auth off`` (
 ``make dev AUTH=off``) turns it off for a throwaway demo, and every server and the
 banner say so.
 
-Everything runs in one process and one event loop (the synchronous handlers in
-threads, as Lambda would run them in parallel environments), so Ctrl-C stops it
-all and leaves nothing behind. The endpoints file is written once every server
-answers, and removed on exit, so a script can wait for it to appear.
+Everything but DynamoDB runs in one process and one event loop (the synchronous
+handlers in threads, as Lambda would run them in parallel environments), so Ctrl-C
+stops it all, DynamoDB last, and leaves nothing behind. The endpoints file is
+written once every server answers, and removed on exit, so a script can wait for it to appear.
 """
 
 from __future__ import annotations
@@ -234,29 +235,15 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         for sock in sockets.values():
             stack.callback(sock.close)
 
-        moto_server: Any = None
         if config.dynamodb_endpoint:
             dynamodb_endpoint = config.dynamodb_endpoint
         else:
-            from moto.server import ThreadedMotoServer
+            from local.dynamodb import dynamodb_process
 
-            from local.moto_fidelity import (
-                atomic_requests,
-                cached_backend_lookup,
-                cheap_transaction_rollback,
-            )
-
-            stack.enter_context(atomic_requests())
-            stack.enter_context(cheap_transaction_rollback())
-            stack.enter_context(cached_backend_lookup())
             bind(
                 HOST, ports.dynamodb, name="dynamodb", option="--dynamodb-port"
             ).close()  # fail early and clearly
-            moto_server = ThreadedMotoServer(ip_address=HOST, port=ports.dynamodb, verbose=False)
-            moto_server.start()
-            stack.callback(moto_server.stop)
-            host, port = moto_server.get_host_and_port()
-            dynamodb_endpoint = f"http://{host}:{port}"
+            dynamodb_endpoint = stack.enter_context(dynamodb_process(ports.dynamodb))
         _configure_environment(config, dynamodb_endpoint)
         secret = _configure_auth(config)
         if secret is None:
