@@ -105,8 +105,8 @@ def _hot_channel_lines(results: Mapping[str, Any]) -> list[str]:
         "`UpdateItem ADD`, which DynamoDB applies one after another without conflicts), "
         "then writes the event with a conditional put (`eventlog.log`). Every racer "
         "succeeds at its first attempt, so throughput grows with publishers until the "
-        "server is busy; locally that is the one process that runs moto and every "
-        "server (one core at a time), on AWS a partition's 1,000 write units a second, "
+        "server is busy; locally that is the two processes that run moto and every "
+        "other server (two cores here), on AWS a partition's 1,000 write units a second, "
         "about 500 publishes a second per channel.",
         "",
     ]

@@ -402,8 +402,8 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
 
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # The moto server logs every request; the stream poller alone makes several a second.
-    for noisy in ("werkzeug", "httpx", "botocore", "websockets.server"):
+    # httpx logs every request; the stream poller alone makes several a second.
+    for noisy in ("httpx", "botocore", "websockets.server"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Settings are validated at start, so a bad value fails before a server binds.
     Settings.from_env()
