@@ -18,13 +18,17 @@ What API Gateway makes necessary, and how it is handled:
   Frames already waiting in the socket buffer are sorted before the sequencer sees
   them, so a reordering within a burst costs no backfill. A lost *last* event is only
   noticed when the next event arrives, or at the next reconnect.
-- *No request ids.* The protocol's frames carry none, so replies are matched by
-  what they contain: a ``published`` frame to the oldest pending publish of the same
-  channel with equal data (any of two identical pending publishes may take either
-  reply), a ``subscribed`` frame to its channel, and an ``error`` frame to the oldest
-  request still waiting (subscribe or publish, in the order sent). Since the
-  handlers of different requests may answer in any order, the client checks what it
-  can itself (channel names, JSON values) so that few requests can fail there.
+- *Replies in any order.* The handlers of a connection's frames are separate
+  invocations, so their replies can overtake each other: an ``error`` for the
+  second publish may come before the ``published`` of the first. Every
+  ``subscribe`` and ``publish`` therefore carries an ``id`` of the client's
+  choosing, which the server echoes in its reply, and replies are matched by it.
+  A server that echoes no id (one older than the protocol's ids) still works:
+  then a ``published`` frame goes to the oldest pending publish of the same
+  channel with equal data, a ``subscribed`` frame to its channel, and an ``error``
+  frame to the oldest request still waiting, which is right only while replies
+  come in order; the client checks what it can itself (channel names, JSON values)
+  so that few requests can fail there.
 - *Idle and lifetime limits.* API Gateway closes a connection idle for 10 minutes,
   and any connection after 2 hours. The transport sends ``{"action": "ping"}`` every
   ``keepalive_seconds`` and treats a missing ``pong`` as a dead connection. Whatever
@@ -42,6 +46,7 @@ What API Gateway makes necessary, and how it is handled:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections import deque
@@ -102,6 +107,8 @@ class _Request:
     """A frame sent that expects an answer (``subscribed``/``published``, or ``error``)."""
 
     kind: Literal["subscribe", "publish"]
+    id: str
+    """Sent as the frame's ``id`` and echoed in the reply: unique on this transport."""
     channel: str
     data: str | None = None
     """A publish's data, encoded."""
@@ -172,6 +179,7 @@ class WebSocketTransport(Transport):
         self.unmatched_errors: list[ClientError] = []
         """``error`` frames that arrived when no request was waiting."""
         self._outstanding: deque[_Request] = deque()
+        self._request_ids = itertools.count(1)
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._pong = asyncio.Event()
@@ -333,7 +341,7 @@ class WebSocketTransport(Transport):
             if kind in ("event", "subscribed", "reset"):
                 self._channel_frame(kind, frame, size)
             elif kind == "published":
-                self._published(event_from_json(frame.get("event")))
+                self._published(event_from_json(frame.get("event")), _echoed_id(frame))
             elif kind == "pong":
                 self._pong.set()
             elif kind == "error":
@@ -362,25 +370,33 @@ class WebSocketTransport(Transport):
             signal = Ready(number) if kind == "subscribed" else ResetSignal(number)
         subscription = self.by_channel.get(channel)
         if kind == "subscribed":
-            self._take_request("subscribe", lambda r: r.channel == channel)
+            self._take_request("subscribe", _echoed_id(frame), lambda r: r.channel == channel)
         if subscription is None:
             return  # a channel this client has left
         subscription.stats.bytes_received += size
         subscription.inbound.put_nowait(signal)
 
-    def _take_request(self, kind: str, matches: Callable[[_Request], bool]) -> _Request | None:
+    def _take_request(
+        self, kind: str | None, request_id: str | None, matches: Callable[[_Request], bool]
+    ) -> _Request | None:
+        """The pending request a reply answers: by its echoed id, else the first that
+        ``matches`` (of ``kind``, when one is given)."""
         for request in self._outstanding:
-            if request.kind == kind and matches(request):
+            if request_id is not None:
+                found = request.id == request_id
+            else:
+                found = kind in (None, request.kind) and matches(request)
+            if found:
                 self._outstanding.remove(request)
                 return request
         return None
 
-    def _published(self, event: Event) -> None:
+    def _published(self, event: Event, request_id: str | None) -> None:
         # Compared as encoded JSON: as Python values, true == 1 == 1.0.
         encoded = encode_json(event.data)
         request = self._take_request(
-            "publish", lambda r: r.channel == event.channel and r.data == encoded
-        ) or self._take_request("publish", lambda r: r.channel == event.channel)
+            "publish", request_id, lambda r: r.channel == event.channel and r.data == encoded
+        ) or self._take_request("publish", request_id, lambda r: r.channel == event.channel)
         if request is None or request.future is None or request.future.done():
             logger.warning("websocket: a published frame matched no pending publish")
             return
@@ -393,11 +409,13 @@ class WebSocketTransport(Transport):
             detail=str(frame.get("message") or "the server refused a request"),
         )
         self.stats.refusals += 1
-        if not self._outstanding:
+        # Without an echoed id (an older server, or a frame it could not read the id of),
+        # the oldest request still waiting: right while replies come in order.
+        request = self._take_request(None, _echoed_id(frame), lambda _: True)
+        if request is None:
             logger.warning("websocket: error frame with no request waiting: %s", error)
             self.unmatched_errors.append(error)
             return
-        request = self._outstanding.popleft()
         if request.future is not None and not request.future.done():
             request.future.set_exception(error)
         if request.subscription is not None:
@@ -440,10 +458,16 @@ class WebSocketTransport(Transport):
     async def _send_subscribe(
         self, subscription: WebSocketSubscription, ws: ClientConnection
     ) -> None:
-        frame: dict[str, Any] = {"action": "subscribe", "channel": subscription.channel}
+        request = _Request(
+            "subscribe", self._new_id(), subscription.channel, subscription=subscription
+        )
+        frame: dict[str, Any] = {
+            "action": "subscribe",
+            "channel": subscription.channel,
+            "id": request.id,
+        }
         if subscription.position is not None:
             frame["after"] = subscription.position
-        request = _Request("subscribe", subscription.channel, subscription=subscription)
         self._outstanding.append(request)
         try:
             await self._send(ws, encode_json(frame), stats=subscription.stats)
@@ -465,18 +489,26 @@ class WebSocketTransport(Transport):
             with suppress(ConnectionClosed):
                 await self._send(ws, frame, stats=subscription.stats)
 
+    def _new_id(self) -> str:
+        return str(next(self._request_ids))
+
     # --- publish -------------------------------------------------------------------------------
 
     async def publish(self, channel: str, data: Any) -> Event:
         """Publish over the socket and wait for the ``published`` acknowledgement."""
         checked_channel(channel)
+        request_id = self._new_id()
         try:
-            frame = encode_json({"action": "publish", "channel": channel, "data": data})
+            frame = encode_json(
+                {"action": "publish", "channel": channel, "data": data, "id": request_id}
+            )
         except EventLogError as exc:
             raise ClientError.refused_locally(exc) from None
         expected = encode_json(json.loads(frame)["data"])  # as the server will echo it
         loop = asyncio.get_running_loop()
-        request = _Request("publish", channel, data=expected, future=loop.create_future())
+        request = _Request(
+            "publish", request_id, channel, data=expected, future=loop.create_future()
+        )
         try:
             async with asyncio.timeout(self.options.request_timeout_seconds):
                 while True:
@@ -519,3 +551,9 @@ class WebSocketTransport(Transport):
         self._abandon_publishes(connection_lost(None, what="the publish"))
         if self.api is not None:
             await self.api.aclose()
+
+
+def _echoed_id(frame: dict[str, Any]) -> str | None:
+    """The request id a server frame echoes (None: a server that echoes none)."""
+    value = frame.get("id")
+    return value if isinstance(value, str) else None

@@ -62,6 +62,8 @@ class FakeGateway:
     answer_pings: bool = True
     hold_publishes: int = 0
     """Hold this many publishes, then answer them in reverse order."""
+    echo_ids: bool = True
+    """Echo a frame's ``id`` in its reply (off: a server older than request ids)."""
     connections: list[ServerConnection] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     tokens: list[str | None] = field(default_factory=list)
@@ -87,6 +89,11 @@ class FakeGateway:
             for members in self.subscribers.values():
                 members.discard(ws)
 
+    def reply(self, frame: dict[str, Any], reply: dict[str, Any]) -> str:
+        if self.echo_ids and "id" in frame:
+            reply = {**reply, "id": frame["id"]}
+        return encode_json(reply)
+
     async def on_frame(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
         action, channel = frame["action"], frame.get("channel", "")
         if action == "ping":
@@ -94,11 +101,13 @@ class FakeGateway:
                 await ws.send(encode_json({"type": "pong"}))
         elif action == "subscribe":
             if channel.startswith("secret"):
-                await ws.send(error("forbidden", "no subscribe scope for this channel"))
+                await ws.send(self.reply(frame, error("forbidden", "no subscribe scope")))
                 return
             self.subscribers.setdefault(channel, set()).add(ws)
             head = self.log.head(channel)
-            await ws.send(encode_json({"type": "subscribed", "channel": channel, "head": head}))
+            await ws.send(
+                self.reply(frame, {"type": "subscribed", "channel": channel, "head": head})
+            )
             if frame.get("after") is not None:
                 await self.backlog(ws, channel, frame["after"], head)
         elif action == "unsubscribe":
@@ -124,12 +133,16 @@ class FakeGateway:
             after = page.next
 
     async def publish(self, ws: ServerConnection, frame: dict[str, Any]) -> None:
+        if frame["channel"].startswith("secret"):
+            await ws.send(self.reply(frame, error("forbidden", "no publish scope")))
+            return
         try:
             event = self.log.publish(frame["channel"], frame["data"])
         except EventLogError as exc:
-            await ws.send(error(exc.code, exc.message))
+            await ws.send(self.reply(frame, error(exc.code, exc.message)))
             return
-        await ws.send('{"type":"published","event":' + event.encode() + "}")
+        reply = {"type": "published", "event": json.loads(event.encode())}
+        await ws.send(self.reply(frame, reply))
         if self.fanout:
             await self.post(event)
 
@@ -144,8 +157,8 @@ def event_frame(event: Event) -> str:
     return '{"type":"event","event":' + event.encode() + "}"
 
 
-def error(code: str, message: str) -> str:
-    return encode_json({"type": "error", "code": code, "message": message})
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
 
 
 @pytest.fixture
@@ -176,7 +189,9 @@ async def endpoints(gateway: FakeGateway, polling_url: str) -> AsyncIterator[End
 
 
 def sent(gateway: FakeGateway, action: str) -> list[dict[str, Any]]:
-    return [frame for frame in gateway.received if frame["action"] == action]
+    """The frames of ``action`` the client sent, without their request ids."""
+    frames = [frame for frame in gateway.received if frame["action"] == action]
+    return [{k: v for k, v in frame.items() if k != "id"} for frame in frames]
 
 
 # --- delivery -------------------------------------------------------------------------------
@@ -324,9 +339,31 @@ async def test_keepalive_pings_and_a_missing_pong_means_a_dead_connection(
         await eventually(lambda: transport.stats.reconnects >= 1, what="the count")
 
 
-async def test_replies_in_another_order_are_matched_by_channel_and_data(
+async def test_replies_in_another_order_are_matched_by_their_echoed_ids(
     endpoints: Endpoints, gateway: FakeGateway
 ) -> None:
+    # Answered in reverse: the refusal of the second comes before the first's acknowledgement.
+    gateway.hold_publishes = 3
+    async with open_transport("websocket", endpoints, options=OPTIONS) as transport:
+        first, refused, last = await asyncio.gather(
+            transport.publish("news", "first"),
+            transport.publish("secret.plans", "refused"),
+            transport.publish("news", "first"),  # the same channel and data as the first
+            return_exceptions=True,
+        )
+    assert isinstance(refused, ClientError)
+    assert refused.code == "forbidden"
+    assert isinstance(first, Event)
+    assert isinstance(last, Event)
+    assert (first.seq, last.seq) == (2, 1)  # each got its own reply, not the other's
+    ids = [frame["id"] for frame in gateway.received if frame["action"] == "publish"]
+    assert len(set(ids)) == 3  # every request its own id
+
+
+async def test_without_echoed_ids_replies_are_matched_by_channel_and_data(
+    endpoints: Endpoints, gateway: FakeGateway
+) -> None:
+    gateway.echo_ids = False
     gateway.hold_publishes = 5
     async with open_transport("websocket", endpoints, options=OPTIONS) as transport:
         replies = await asyncio.gather(
@@ -351,7 +388,11 @@ async def test_replies_in_another_order_are_matched_by_channel_and_data(
 # --- refusals -------------------------------------------------------------------------------
 
 
-async def test_an_error_frame_for_a_publish_raises_its_code(endpoints: Endpoints) -> None:
+@pytest.mark.parametrize("echo_ids", [True, False], ids=["ids", "no ids"])
+async def test_an_error_frame_for_a_publish_raises_its_code(
+    endpoints: Endpoints, gateway: FakeGateway, echo_ids: bool
+) -> None:
+    gateway.echo_ids = echo_ids
     async with open_transport("websocket", endpoints, options=OPTIONS) as transport:
         with pytest.raises(ClientError) as refused:
             await transport.publish("news", "x" * 40_000)

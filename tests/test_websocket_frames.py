@@ -114,3 +114,27 @@ def test_server_frames_are_json_objects_tagged_by_type() -> None:
 def test_event_frame_embeds_the_stored_bytes_unchanged() -> None:
     encoded = '{"channel":"c","seq":1,"data":"ü","time":"2026-11-28T08:47:00.123Z"}'
     assert frames.event(encoded) == '{"type":"event","event":' + encoded + "}"
+
+
+def test_replies_echo_a_request_id_and_leave_it_out_without_one() -> None:
+    event = Event(channel="c", seq=1, data={"x": "\u00e9"}, time="2026-01-01T00:00:00.000Z")
+    with_ids = [
+        frames.subscribed("c", 3, "r1"),
+        frames.unsubscribed("c", "r1"),
+        frames.published(event, "r1"),
+        frames.pong("r1"),
+        frames.error("forbidden", "no", "r1"),
+    ]
+    assert [json.loads(frame)["id"] for frame in with_ids] == ["r1"] * 5
+    assert json.loads(frames.published(event, 'a"b'))["id"] == 'a"b'  # encoded, not pasted
+    without = [frames.subscribed("c", 3), frames.published(event), frames.error("x", "y")]
+    assert all("id" not in json.loads(frame) for frame in without)
+
+
+def test_request_id_reads_a_valid_id_and_refuses_a_malformed_one() -> None:
+    assert frames.request_id({"action": "ping"}) is None
+    assert frames.request_id({"id": "x" * frames.REQUEST_ID_MAX_LENGTH}) == "x" * 64
+    for bad in ("", "x" * 65, 1, {"a": 1}):
+        with pytest.raises(frames.FrameError) as refused:
+            frames.request_id({"id": bad})
+        assert refused.value.code == "invalid_frame"

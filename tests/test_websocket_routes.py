@@ -203,6 +203,43 @@ def test_subscribe_to_an_empty_channel_reports_head_zero(ws: routes.Services) ->
     assert sent() == [{"type": "subscribed", "channel": "empty", "head": 0}]
 
 
+def test_every_reply_echoes_the_request_id_it_answers(ws: routes.Services) -> None:
+    routes.subscribe(message("subscribe", channel="news", id="s-1"))
+    routes.publish(message("publish", channel="news", data={"n": 1}, id="p-2"))
+    routes.publish(message("publish", channel="bad channel", data=1, id="p-3"))
+    routes.ping(message("ping", id="ping-4"))
+    routes.unsubscribe(message("unsubscribe", channel="news", id="u-5"))
+    routes.default(message("nonsense", id="x-6"))
+    replies = [frame for frame in sent() if frame["type"] != "event"]
+    assert [(frame["type"], frame.get("id")) for frame in replies] == [
+        ("subscribed", "s-1"),
+        ("published", "p-2"),
+        ("error", "p-3"),
+        ("pong", "ping-4"),
+        ("unsubscribed", "u-5"),
+        ("error", "x-6"),
+    ]
+    assert replies[1]["event"]["data"] == {"n": 1}
+
+
+def test_a_frame_without_an_id_gets_replies_without_one(ws: routes.Services) -> None:
+    routes.subscribe(message("subscribe", channel="news"))
+    routes.publish(message("publish", channel="news", data=1))
+    assert all("id" not in frame for frame in sent())
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, 7, ["a"]], ids=["empty", "long", "number", "list"])
+def test_a_malformed_id_is_refused_unechoed_and_nothing_is_written(
+    ws: routes.Services, bad: Any
+) -> None:
+    routes.publish(message("publish", channel="news", data=1, id=bad))
+    [reply] = sent()
+    assert (reply["type"], reply["code"]) == ("error", "invalid_frame")
+    assert '"id"' in reply["message"]
+    assert "id" not in reply
+    assert ws.log.head("news") == 0
+
+
 def test_subscribe_with_cursor_sends_subscribed_then_the_whole_backlog_in_order(
     ws: routes.Services, cheap_transaction_rollback: None
 ) -> None:

@@ -6,6 +6,13 @@ before it touches a table, so a rejected frame never writes anything: it becomes
 one ``error`` frame whose ``code`` is machine-readable (the ``eventlog.errors``
 codes where they apply).
 
+A client frame may carry an ``id`` it chose (a string of 1 to ``REQUEST_ID_MAX_LENGTH``
+characters); every reply to it (``subscribed``, ``unsubscribed``, ``published``,
+``pong`` and ``error``) echoes it. The handlers of one connection's frames run as
+separate invocations in no promised order, so replies can come in any order, and
+the id is what matches a reply to its request. Frames without one get replies
+without one, as before ids existed.
+
 Server frames that carry an event embed the event's stored JSON as is
 (``Event.encode()`` output, or the ``event`` attribute of a stream record), so the
 bytes a WebSocket client receives are the bytes every other transport sends,
@@ -25,6 +32,9 @@ ACTIONS = ("subscribe", "unsubscribe", "publish", "ping")
 """The client actions, each an API Gateway route of the same name."""
 
 DEFAULT_ROUTE = "$default"
+
+REQUEST_ID_MAX_LENGTH = 64
+"""The longest ``id`` a client frame may carry: room for a UUID, little to echo back."""
 
 
 class FrameError(EventLogError):
@@ -107,9 +117,25 @@ def route_key(body: str | bytes | None) -> str:
     return action if isinstance(action, str) and action in ACTIONS else DEFAULT_ROUTE
 
 
+def request_id(obj: dict[str, Any]) -> str | None:
+    """The client's ``id`` of a decoded frame (None without one), or ``invalid_frame``."""
+    value = obj.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= REQUEST_ID_MAX_LENGTH:
+        raise invalid_frame(
+            f'"id" must be a string of 1 to {REQUEST_ID_MAX_LENGTH} characters, got {value!r:.80}'
+        )
+    return value
+
+
 def parse_frame(body: str | bytes | None) -> ClientFrame:
     """Validate a client frame; raise ``FrameError`` or an ``EventLogError`` if it is bad."""
-    obj = decode_object(body)
+    return parse_object(decode_object(body))
+
+
+def parse_object(obj: dict[str, Any]) -> ClientFrame:
+    """Validate a decoded client frame (its ``id`` is ``request_id``'s to read)."""
     action = obj.get("action")
     if action == "ping":
         return Ping()
@@ -132,12 +158,16 @@ def parse_frame(body: str | bytes | None) -> ClientFrame:
 # --- Server -> client -------------------------------------------------------------------------
 
 
-def subscribed(channel: str, head: int) -> str:
-    return encode_json({"type": "subscribed", "channel": channel, "head": head})
+def _with_id(frame: dict[str, Any], request_id: str | None) -> str:
+    return encode_json(frame if request_id is None else {**frame, "id": request_id})
 
 
-def unsubscribed(channel: str) -> str:
-    return encode_json({"type": "unsubscribed", "channel": channel})
+def subscribed(channel: str, head: int, request_id: str | None = None) -> str:
+    return _with_id({"type": "subscribed", "channel": channel, "head": head}, request_id)
+
+
+def unsubscribed(channel: str, request_id: str | None = None) -> str:
+    return _with_id({"type": "unsubscribed", "channel": channel}, request_id)
 
 
 def event(encoded_event: str) -> str:
@@ -149,12 +179,13 @@ def reset(channel: str, oldest: int) -> str:
     return encode_json({"type": "reset", "channel": channel, "oldest": oldest})
 
 
-def published(published_event: Event) -> str:
-    return '{"type":"published","event":' + published_event.encode() + "}"
+def published(published_event: Event, request_id: str | None = None) -> str:
+    echoed = "" if request_id is None else ',"id":' + encode_json(request_id)
+    return '{"type":"published"' + echoed + ',"event":' + published_event.encode() + "}"
 
 
-def pong() -> str:
-    return encode_json({"type": "pong"})
+def pong(request_id: str | None = None) -> str:
+    return _with_id({"type": "pong"}, request_id)
 
 
 def expired() -> str:
@@ -164,9 +195,9 @@ def expired() -> str:
     )
 
 
-def error(code: str, message: str) -> str:
-    return encode_json({"type": "error", "code": code, "message": message})
+def error(code: str, message: str, request_id: str | None = None) -> str:
+    return _with_id({"type": "error", "code": code, "message": message}, request_id)
 
 
-def error_for(exc: EventLogError) -> str:
-    return error(exc.code, exc.message)
+def error_for(exc: EventLogError, request_id: str | None = None) -> str:
+    return error(exc.code, exc.message, request_id)

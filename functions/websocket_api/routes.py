@@ -15,11 +15,13 @@ that cost small; ``bench/websocket_fanout.py`` measures it.
 
 Each handler is thin: parse the frame (``frames``), do one thing with the log or
 the connections table, reply by ``post_to_connection`` (see ``management`` for
-why replies are posted). Bad input of any kind, also a publish the log refuses,
-becomes one ``error`` frame and a 200: the connection stays open and nothing is
-written; so does a request DynamoDB throttles (``throttled``: retry later). Anything
-else is a server fault: the client gets an ``internal_error`` frame and the exception
-propagates, so the function's error metric counts it.
+why replies are posted), echoing the frame's ``id`` if it had one: a connection's
+frames are separate invocations, so its replies come in no promised order. Bad
+input of any kind, also a publish the log refuses, becomes one ``error`` frame and
+a 200: the connection stays open and nothing is written; so does a request
+DynamoDB throttles (``throttled``: retry later). Anything else is a server fault:
+the client gets an ``internal_error`` frame and the exception propagates, so the
+function's error metric counts it.
 
 Subscribing is ordered so that no event can fall between backlog and live:
 
@@ -219,29 +221,31 @@ def authorize(request: Request, *, scope: Scope, channel: str) -> Claims | None:
 def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
     request = Request.from_event(event)
     sender = Sender(request)
+    request_id: str | None = None  # echoed in every reply once it is known to be valid
     try:
-        frame = frames.parse_frame(request.body)
+        obj = frames.decode_object(request.body)
+        request_id = frames.request_id(obj)
+        frame = frames.parse_object(obj)
         if expected is None or not isinstance(frame, expected):
             # Only a router that disagrees with API Gateway's selection gets here.
             raise frames.unknown_action(f"{type(frame).__name__.lower()} on {request.route_key}")
-        _dispatch(request, frame, sender)
+        _dispatch(request, frame, sender, request_id)
     except EventLogError as exc:
-        sender.send(frames.error_for(exc))
+        sender.send(frames.error_for(exc, request_id))
     except Exception as exc:
         if is_throttling(exc):
             # The client's to retry, as over HTTP: nothing was written.
-            sender.send(
-                frames.error_for(Throttled("the event log is over capacity; retry shortly"))
-            )
+            throttled = Throttled("the event log is over capacity; retry shortly")
+            sender.send(frames.error_for(throttled, request_id))
             return OK
         logger.exception("%s failed for %s", request.route_key, request.connection_id)
         with contextlib.suppress(Exception):  # the original failure is the one to report
-            sender.send(frames.error("internal_error", "the server failed; try again"))
+            sender.send(frames.error("internal_error", "the server failed; try again", request_id))
         raise
     return OK
 
 
-def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
+def _dispatch(request: Request, frame: ClientFrame, sender: Sender, request_id: str | None) -> None:
     log = services().log
     connections = services().connections
     match frame:
@@ -254,16 +258,16 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
                 token_expires_at=None if claims is None else claims.expires_at,
             )
             head = log.head(channel)
-            if sender.send(frames.subscribed(channel, head)) and after is not None:
+            if sender.send(frames.subscribed(channel, head, request_id)) and after is not None:
                 send_backlog(log, sender, channel=channel, after=after, head=head)
         case Unsubscribe(channel=channel):
             connections.unsubscribe(request.connection_id, channel)
-            sender.send(frames.unsubscribed(channel))
+            sender.send(frames.unsubscribed(channel, request_id))
         case Publish(channel=channel, data=data):
             authorize(request, scope="publish", channel=channel)
-            sender.send(frames.published(log.publish(channel, data)))
+            sender.send(frames.published(log.publish(channel, data), request_id))
         case Ping():
-            sender.send(frames.pong())
+            sender.send(frames.pong(request_id))
 
 
 def send_backlog(
