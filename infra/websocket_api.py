@@ -76,6 +76,7 @@ from infra.tables import table_from_spec
 from websocket_api.config import (
     CONNECTIONS_TABLE_ENV,
     DEFAULT_FANOUT_WORKERS,
+    FANOUT_TIMEOUT_SECONDS,
     FANOUT_WORKERS_ENV,
     IDENTITY_SOURCE,
     MANAGEMENT_ENDPOINT_ENV,
@@ -106,9 +107,6 @@ ACCESS_LOG_FORMAT = {
 
 CLOUDWATCH_ROLE_CONTEXT = "apiGatewayCloudWatchRole"
 ACCESS_LOGS_CONTEXT = "websocketAccessLogs"
-
-FANOUT_TIMEOUT_SECONDS = 300
-"""A batch of ``fanout_batch_size`` events, each posted to every subscriber of its channel."""
 
 _FORGET = ("dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 

@@ -26,6 +26,11 @@ failure semantics of the deployed mapping (``infra/websocket_api.py``):
   all), goes to the on-failure destination and the shard moves on.
   (https://docs.aws.amazon.com/lambda/latest/dg/services-dynamodb-errors.html.)
 
+Each invocation gets a context whose ``get_remaining_time_in_millis`` counts down
+from ``timeout_seconds`` (the deployed function's timeout), so the function's own
+deadline logic runs here as deployed; the timeout itself is not enforced (a
+thread cannot be stopped). Without ``timeout_seconds`` the context is None.
+
 The on-failure destination is the ``on_failure`` list plus an error log line.
 Each entry has the shape Lambda sends to an SQS or SNS destination for a stream
 source: metadata about the failed invocation (``requestContext``,
@@ -195,6 +200,18 @@ class _Outcome:
     response_context: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Context:
+    """The part of Lambda's context a stream function reads: its name and its deadline."""
+
+    function_name: str
+    deadline: float  # time.monotonic()
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
 class LocalStreamMapping:
     """Lambda's event source mapping for ``stream_arn`` -> ``handler``, on one thread.
 
@@ -215,6 +232,7 @@ class LocalStreamMapping:
         max_retries: int = 3,
         bisect: bool = True,
         max_record_age_seconds: float | None = None,
+        timeout_seconds: float | None = None,
         function_name: str = "fanout",
         poll_interval: float = 0.05,
         clock: Callable[[], float] = time.time,
@@ -228,6 +246,8 @@ class LocalStreamMapping:
         self._max_retries = max_retries
         self._bisect = bisect
         self._max_age = max_record_age_seconds
+        self._timeout = timeout_seconds
+        self._function_name = function_name
         # The function lives in the stream's account and region, as a deployed one would.
         account = stream_arn.split(":")[4] if stream_arn.count(":") >= 5 else ""
         self.function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
@@ -323,7 +343,10 @@ class LocalStreamMapping:
     def _invoke(self, batch: list[dict[str, Any]]) -> _Outcome:
         self.invocations += 1
         try:
-            response = self._handler({"Records": batch}, None)
+            context = None
+            if self._timeout is not None:
+                context = _Context(self._function_name, time.monotonic() + self._timeout)
+            response = self._handler({"Records": batch}, context)
         except Exception:
             logger.exception("the function raised on a batch of %d", len(batch))
             return _Outcome(0, whole_batch=True, response_context=_response_context("Unhandled"))

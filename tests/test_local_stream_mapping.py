@@ -340,3 +340,25 @@ def test_the_poller_keeps_delivering_after_bad_batches_and_stream_errors() -> No
         "1",
         "2",
     ]
+
+
+def test_each_invocation_gets_the_deployed_timeout_as_its_deadline() -> None:
+    remaining: list[tuple[int, str]] = []
+
+    def function(event: dict[str, Any], context: Any) -> None:
+        remaining.append((context.get_remaining_time_in_millis(), context.function_name))
+
+    mapping = mapping_for(
+        Function(), FakeStream([[stream_record(1)], [stream_record(2)]]), timeout_seconds=300
+    )
+    mapping._handler = function
+    mapping.poll()
+    mapping.poll()
+    assert len(remaining) == 2
+    assert all(299_000 < left <= 300_000 and name == "fanout" for left, name in remaining)
+
+    contexts: list[Any] = []
+    untimed = mapping_for(Function(), FakeStream([[stream_record(1)]]))
+    untimed._handler = lambda event, context: contexts.append(context)
+    untimed.poll()
+    assert contexts == [None]  # without a timeout, as before: the function has no deadline

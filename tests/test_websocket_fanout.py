@@ -21,7 +21,11 @@ from eventlog import EventLog
 from eventlog.config import Settings
 from tests.auth_support import authorizer_context
 from websocket_api import fanout, frames, management, routes
-from websocket_api.config import FANOUT_DEADLINE_MARGIN_SECONDS, MANAGEMENT_ENDPOINT_ENV
+from websocket_api.config import (
+    FANOUT_DEADLINE_MARGIN_SECONDS,
+    MANAGEMENT_ENDPOINT_ENV,
+    POST_BACKOFF_CAP_SECONDS,
+)
 from websocket_api.connections import Connections
 from websocket_api.fanout import Deadline, DeliveryFailed, Fanout
 
@@ -46,6 +50,7 @@ class FlakyApi:
         self.gone: set[str] = set()
         self.refusing: set[str] = set()
         self.throttled: Counter[str] = Counter()  # id -> how many more posts to throttle
+        self.failing: Counter[str] = Counter()  # id -> how many more posts answer 500
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -66,8 +71,13 @@ class FlakyApi:
                 throttle = self.throttled[ConnectionId] > 0
                 if throttle:
                     self.throttled[ConnectionId] -= 1
+                fail = not throttle and self.failing[ConnectionId] > 0
+                if fail:
+                    self.failing[ConnectionId] -= 1
             if throttle:
                 raise client_error("LimitExceededException", 429)
+            if fail:
+                raise client_error("InternalServerErrorException", 500)
             return self.real.post_to_connection(ConnectionId=ConnectionId, Data=Data)
         finally:
             with self._lock:
@@ -287,6 +297,42 @@ def test_a_receiver_throttled_beyond_the_retries_fails_the_record_after_the_othe
         fan.deliver("news", frames.pong())
     assert api.calls["stuck="] == fan.max_attempts
     assert received("fine=") == [{"type": "pong"}]
+
+
+def test_within_a_deadline_a_throttled_post_is_retried_until_it_goes_through(
+    fan: Fanout, api: FlakyApi, connections: Connections
+) -> None:
+    connect(connections, "busy=", "news")
+    connect(connections, "fine=", "news")
+    throttles = 4 * fan.max_attempts
+    api.throttled["busy="] = throttles
+    delivery = fan.deliver("news", frames.pong(), deadline=Deadline(lambda: 60_000))
+    assert delivery.sent == 2
+    assert api.calls["busy="] == throttles + 1  # the cap is for failures, not throttling
+    assert received("busy=") == [{"type": "pong"}]
+    sleeps: list[float] = fan.sleeps  # type: ignore[attr-defined]
+    assert max(sleeps) <= POST_BACKOFF_CAP_SECONDS
+
+
+def test_a_throttled_post_stops_when_the_deadline_nears_and_the_record_is_retried(
+    fan: Fanout, api: FlakyApi, connections: Connections
+) -> None:
+    connect(connections, "stuck=", "news")
+    api.throttled["stuck="] = 1000
+    remaining = iter([60_000] * 30 + [0] * 1000)  # the deadline comes during the retries
+    with pytest.raises(DeliveryFailed):
+        fan.deliver("news", frames.pong(), deadline=Deadline(lambda: next(remaining)))
+    assert fan.max_attempts < api.calls["stuck="] <= 30  # stopped by the deadline alone
+
+
+def test_a_transient_failure_keeps_its_cap_within_a_deadline(
+    fan: Fanout, api: FlakyApi, connections: Connections
+) -> None:
+    connect(connections, "broken=", "news")
+    api.failing["broken="] = 100
+    with pytest.raises(DeliveryFailed):
+        fan.deliver("news", frames.pong(), deadline=Deadline(lambda: 60_000))
+    assert api.calls["broken="] == fan.max_attempts
 
 
 def test_a_receiver_that_refuses_for_good_is_skipped_not_retried(
@@ -541,7 +587,8 @@ def test_events_racing_a_subscribe_arrive_in_the_backlog_or_live(
     ("error", "kind"),
     [
         (client_error("GoneException", 410), "gone"),
-        (client_error("LimitExceededException", 429), "retry"),
+        (client_error("LimitExceededException", 429), "throttled"),
+        (client_error("TooManyRequestsException", 400), "throttled"),
         (client_error("InternalServerErrorException", 500), "retry"),
         (client_error("ServiceUnavailable", 503), "retry"),
         (client_error("ForbiddenException", 403), "permanent"),

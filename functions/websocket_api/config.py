@@ -49,6 +49,11 @@ POST_CONNECT_TIMEOUT_SECONDS = 2
 POST_READ_TIMEOUT_SECONDS = 5
 """The @connections client's timeouts: one attempt of one post takes at most their sum."""
 
+FANOUT_TIMEOUT_SECONDS = 300
+"""The fan-out function's timeout: a batch of ``fanout_batch_size`` events, each posted to
+every subscriber of its channel. The stack deploys it; the local stack's event source mapping
+gives each invocation the same deadline."""
+
 FANOUT_DEADLINE_MARGIN_SECONDS = POST_CONNECT_TIMEOUT_SECONDS + POST_READ_TIMEOUT_SECONDS + 3
 """The fan-out starts no post with less than this left before its Lambda timeout: room for
 the posts already in flight (one attempt each), the cleanup of gone connections and the
@@ -56,7 +61,9 @@ response that names the unfinished records. Past it, the invocation returns inst
 being killed, so Lambda retries only the unfinished records, not the whole batch."""
 
 POST_MAX_ATTEMPTS = 5
-"""Tries per frame when the @connections API throttles (429) or fails transiently."""
+"""Tries per frame when the @connections API fails transiently, or throttles (429) a sender
+that has no deadline. The fan-out, which has one, retries a throttled post until its
+deadline is near instead (``websocket_api.fanout``)."""
 
 BACKLOG_STALL_PAUSES = 5
 BACKLOG_STALL_FIRST_PAUSE_SECONDS = 0.05

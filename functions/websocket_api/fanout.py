@@ -15,8 +15,15 @@ Failure handling, by name:
 - *410 Gone*: the client left without a ``$disconnect`` we saw (it is best
   effort). The connection and all its subscriptions are deleted in the same
   pass, and the other receivers are unaffected.
-- *Throttled or transient*: retried with backoff (``management.post``); if a
-  receiver still fails, the record fails (below), after everyone else got it.
+- *Throttled* (429 ``LimitExceededException``: the account's callback throttle,
+  shared by every API): retried with capped backoff (``management.post``) until the
+  deadline (below) is near, however many tries that takes. Failing the record
+  instead would send it again to every receiver of the channel, more load on an API
+  that is asking for less. Without a deadline (tests, tools) it is tried
+  ``POST_MAX_ATTEMPTS`` times, as a transient failure is.
+- *Transient* (5xx, a connection error): retried with backoff, ``POST_MAX_ATTEMPTS``
+  times; if a receiver still fails, the record fails (below), after everyone else
+  got it.
 - *Refused for good* (403, 413): logged and skipped; retrying cannot help.
 - *A failed record*: the batch response names its ``SequenceNumber``, and those of
   the records after it, in ``batchItemFailures`` and processing stops there. Lambda
@@ -115,6 +122,11 @@ class Deadline:
         """The deadline of a Lambda ``context``; none without one (tests, tools)."""
         return cls(getattr(context, "get_remaining_time_in_millis", None))
 
+    @property
+    def known(self) -> bool:
+        """Whether there is a deadline at all (a Lambda context gave one)."""
+        return self.remaining_ms is not None
+
     def near(self) -> bool:
         return self.remaining_ms is not None and self.remaining_ms() < self.margin_seconds * 1000
 
@@ -204,9 +216,8 @@ class Fanout:
         ):
             if error is not None:
                 logger.warning("could not forget %s: %s", connection_id, error)
-        for connection_id, error in zip(
-            delivery.expired, self._executor.map(self._expire, delivery.expired), strict=True
-        ):
+        expiries = self._executor.map(lambda cid: self._expire(cid, deadline), delivery.expired)
+        for connection_id, error in zip(delivery.expired, expiries, strict=True):
             if error is not None:
                 logger.warning("could not close %s, whose token expired: %s", connection_id, error)
         if delivery.skipped:
@@ -222,26 +233,33 @@ class Fanout:
         if deadline.near():
             return _SKIPPED
         try:
-            return management.post(
-                self.client,
-                connection_id,
-                frame,
-                max_attempts=self.max_attempts,
-                sleep=self._sleep,
-                out_of_time=deadline.near,
-            )
+            return self._send(connection_id, frame, deadline)
         except PostFailed as exc:
             return exc
 
-    def _expire(self, connection_id: str) -> Exception | None:
+    def _send(self, connection_id: str, frame: str, deadline: Deadline) -> bool:
+        """One frame, with the retry policy of the module docstring."""
+        return management.post(
+            self.client,
+            connection_id,
+            frame,
+            max_attempts=self.max_attempts,
+            sleep=self._sleep,
+            out_of_time=deadline.near,
+            patient_when_throttled=deadline.known,
+        )
+
+    def _expire(self, connection_id: str, deadline: Deadline) -> Exception | None:
         """Tell the connection its token expired, forget it and close it.
 
         Forgotten before it is closed: once its subscriptions are gone it gets nothing
         more, even if the close is refused (the function needs ``ManageConnections`` on
-        ``DELETE @connections`` as well as ``POST``). The client reconnects on the frame.
+        ``DELETE @connections`` as well as ``POST``). The client reconnects on the frame,
+        so the frame is retried as an event is: one lost to a throttle would leave the
+        client waiting for events that never come.
         """
         try:
-            told = management.post(self.client, connection_id, frames.expired(), max_attempts=1)
+            told = self._send(connection_id, frames.expired(), deadline)
             self.connections.forget(connection_id)
             if told:
                 management.close(self.client, connection_id)

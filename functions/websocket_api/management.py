@@ -17,8 +17,11 @@ Outcomes of a post, each handled by name:
 - delivered;
 - ``GoneException`` (410): the client has left (or, on AWS, the connection is
   still in ``$connect``): ``post`` returns False and the caller forgets it;
-- throttled (429) or a transient failure (5xx, connection error): retried with
-  full-jitter exponential backoff, then ``PostFailed`` (transient);
+- throttled (429 ``LimitExceededException``) or a transient failure (5xx, a
+  connection error): retried with full-jitter exponential backoff, then
+  ``PostFailed`` (transient). A caller with a deadline may ask for a throttled post
+  to be retried until the deadline instead of ``max_attempts`` times
+  (``patient_when_throttled``): throttling says "slower", not "broken";
 - any other refusal (403, 413 too large, 400): retrying cannot help, so
   ``PostFailed`` (permanent).
 
@@ -118,10 +121,13 @@ def post(
     max_attempts: int = POST_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
     out_of_time: Callable[[], bool] = lambda: False,
+    patient_when_throttled: bool = False,
 ) -> bool:
     """Send one frame; False if the connection is gone, ``PostFailed`` if it could not be sent.
 
     ``out_of_time`` is asked before each retry: once it says so, the frame fails (transient).
+    ``patient_when_throttled``: a throttled post is retried until then, however many tries
+    that takes (only for a caller whose ``out_of_time`` does say so one day).
     """
     data = frame.encode()
     attempt = 0
@@ -135,7 +141,8 @@ def post(
             if kind == "permanent":
                 raise PostFailed(connection_id, _describe(exc), transient=False) from exc
             attempt += 1
-            if attempt >= max_attempts or out_of_time():
+            capped = not (patient_when_throttled and kind == "throttled")
+            if (capped and attempt >= max_attempts) or out_of_time():
                 raise PostFailed(connection_id, _describe(exc), transient=True) from exc
             ceiling = min(POST_BACKOFF_CAP_SECONDS, POST_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             delay = random.uniform(0, ceiling)  # noqa: S311
@@ -155,7 +162,7 @@ def close(client: Any, connection_id: str) -> None:
 
 
 def classify(exc: BaseException) -> str:
-    """``gone``, ``retry`` (throttled or transient) or ``permanent``, without importing botocore."""
+    """``gone``, ``throttled``, ``retry`` (transient) or ``permanent``, without botocore."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return "retry"  # connection reset, timeout: nothing reached API Gateway, or no answer
@@ -163,7 +170,9 @@ def classify(exc: BaseException) -> str:
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code == "GoneException" or status == 410:
         return "gone"
-    if code in _THROTTLED or status == 429 or (isinstance(status, int) and status >= 500):
+    if code in _THROTTLED or status == 429:
+        return "throttled"
+    if isinstance(status, int) and status >= 500:
         return "retry"
     return "permanent"
 
