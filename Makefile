@@ -19,9 +19,10 @@ export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
 .PHONY: dev test check fmt synth bootstrap deploy destroy smoke bench bench-quick cost clean
 
-## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo).
+## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo),
+## `make dev DISORDER=on` (or DISORDER=<seed>, to replay) with AWS's disorder (local/disorder.py).
 dev: $(VENV)/.synced
-	$(PY) -m local $(if $(AUTH),--auth $(AUTH))
+	$(PY) -m local $(if $(AUTH),--auth $(AUTH)) $(if $(DISORDER),--disorder $(DISORDER))
 
 ## Lint, type-check and run the whole test suite.
 test: $(VENV)/.synced node_modules/.installed check

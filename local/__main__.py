@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eventlog import endpoints
 from local.dev_secret import DEV_SECRET_FILE
+from local.disorder import Disorder
 from local.servers import PortInUse
 from local.stack import LocalConfig, Ports, configure_logging, serve_until_stopped
 
@@ -60,13 +61,23 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         help="use this DynamoDB instead of starting moto (tables are created if missing)",
     )
     parser.add_argument(
+        "--disorder",
+        type=_disorder,
+        # A string default goes through ``type`` too, so LOCAL_DISORDER is checked alike.
+        default=os.environ.get("LOCAL_DISORDER") or None,
+        metavar="SEED|on",
+        help="AWS's disorder, seeded: WebSocket messages handled in any order, the stream in "
+        "late batches, throttled @connections and DynamoDB requests (local.disorder); 'on' "
+        "picks a seed, printed in the banner, that replays the run (or LOCAL_DISORDER)",
+    )
+    parser.add_argument(
         "--stream-disorder",
         type=int,
         default=_optional_int(os.environ.get("LOCAL_STREAM_DISORDER")),
         metavar="SEED",
-        help="deliver the stream to the fan-out as AWS may: a channel's records in several "
-        "batches, some after later ones (local.stream_disorder); the seed replays a run "
-        "(or LOCAL_STREAM_DISORDER=SEED)",
+        help="only the stream's part of --disorder: a channel's records reach the fan-out in "
+        "several batches, some after later ones (local.stream_disorder); the seed replays a "
+        "run (or LOCAL_STREAM_DISORDER=SEED)",
     )
     args = parser.parse_args(argv)
     return LocalConfig(
@@ -83,7 +94,15 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         auth=args.auth == "on",
         dev_secret_file=args.dev_secret_file,
         stream_disorder_seed=args.stream_disorder,
+        disorder=args.disorder,
     )
+
+
+def _disorder(raw: str) -> Disorder:
+    try:
+        return Disorder.parse(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _optional_int(raw: str | None) -> int | None:

@@ -15,6 +15,7 @@ Answers, each with the ``x-amzn-ErrorType`` botocore reads the error code from:
 | any path without this stage                | 403 ``ForbiddenException``           |
 | an id not in API Gateway's format          | 400 ``BadRequestException``          |
 | a well-formed id with no open connection   | 410 ``GoneException``                |
+| any request, when disorder throttles it    | 429 ``LimitExceededException``       |
 | ``POST`` over the message limit            | 413 ``PayloadTooLargeException``     |
 | ``POST`` / ``GET`` / ``DELETE`` otherwise   | 200 / 200 with the connection / 204  |
 
@@ -66,10 +67,17 @@ def connections_app(
     max_message_bytes: int,
     find: Callable[[str], C | None],
     close: Callable[[C], None],
+    throttled: Callable[[], bool] | None = None,
 ) -> Starlette:
-    """The @connections API for ``stage``: ``find`` an open connection by id, ``close`` one."""
+    """The @connections API for ``stage``: ``find`` an open connection by id, ``close`` one.
+
+    ``throttled`` (``local.disorder``) is asked once per request of the stage: True
+    answers it 429 ``LimitExceededException`` before anything else happens.
+    """
 
     async def endpoint(request: Request) -> Response:
+        if throttled is not None and throttled():
+            return error(429, "LimitExceededException", "Rate exceeded")
         # The path arrives percent-decoded: "%3D" from boto3 is "=" here.
         connection_id = request.path_params["connection_id"]
         if not CONNECTION_ID.fullmatch(connection_id):

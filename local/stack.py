@@ -55,6 +55,7 @@ from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
 from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
+from local.disorder import Disorder
 from local.servers import EmbeddedServer, PortInUse, bind, port_of
 
 logger = logging.getLogger("local")
@@ -94,6 +95,8 @@ class LocalConfig:
     dev_secret_file: Path = DEV_SECRET_FILE
     stream_disorder_seed: int | None = None
     """A seed to deliver the stream out of order across batches (``local.stream_disorder``)."""
+    disorder: Disorder | None = None
+    """AWS's disorder in every part of the stack (``local.disorder``); None: orderly."""
 
 
 def _configure_auth(config: LocalConfig) -> str | None:
@@ -252,10 +255,19 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
 
         import boto3
 
+        disorder = config.disorder
+        if disorder is not None:
+            # Every DynamoDB client the stack's code creates from here on meets throttling.
+            stack.callback(disorder.throttle_dynamodb(boto3._get_default_session()._session))
+
         from polling.app import create_app as create_polling_app
         from sse_service.app import create_app as create_sse_app
         from websocket_api import authorizer, fanout
-        from websocket_api.config import IDENTITY_SOURCE, MANAGEMENT_ENDPOINT_ENV
+        from websocket_api.config import (
+            FANOUT_TIMEOUT_SECONDS,
+            IDENTITY_SOURCE,
+            MANAGEMENT_ENDPOINT_ENV,
+        )
         from websocket_api.routes import ROUTES
 
         # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
@@ -267,6 +279,8 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             management_port=ports.management,
             authorizer=authorizer.handler if config.auth else None,
             identity_source=(IDENTITY_SOURCE,) if config.auth else (),
+            message_delay=None if disorder is None else disorder.message_delay(),
+            connections_throttled=None if disorder is None else disorder.connections_throttled(),
         )
         await gateway.start()
         stack.push_async_callback(gateway.stop)
@@ -275,7 +289,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         )  # the stage's, as deployed
 
         streams: Any = boto3.client("dynamodbstreams")
-        if config.stream_disorder_seed is not None:
+        if disorder is not None:
+            streams = disorder.stream(streams)
+        elif config.stream_disorder_seed is not None:
             from local.stream_disorder import DisorderedStream
 
             streams = DisorderedStream(streams, seed=config.stream_disorder_seed)
@@ -288,6 +304,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             # As deployed (infra/websocket_api.py): an event older than the longest
             # connection has no subscriber left who was there when it was published.
             max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
+            timeout_seconds=FANOUT_TIMEOUT_SECONDS,  # the deployed function's
             poll_interval=config.stream_poll_interval,
         )
         await asyncio.to_thread(mapping.start)
@@ -376,7 +393,9 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         rule = "!" * 78
         auth = [rule, f"  {OFF_WARNING}", rule]
     disorder = []
-    if config.stream_disorder_seed is not None:
+    if config.disorder is not None:
+        disorder = [f"  {line}" for line in config.disorder.describe()]
+    elif config.stream_disorder_seed is not None:
         disorder = [
             f"  stream         disordered, seed {config.stream_disorder_seed}: a channel's events "
             "reach the fan-out in several batches, some late"

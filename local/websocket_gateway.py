@@ -63,7 +63,12 @@ Where this differs from API Gateway, on purpose:
   pings. permessage-deflate is not negotiated, so frame sizes are wire sizes.
 - ``POST /@connections`` waits until the frame is handed to the socket; a client
   that does not read makes it wait instead of answering 429
-  ``LimitExceededException``. No throttling, no IAM signature check.
+  ``LimitExceededException``. No IAM signature check. No throttling either, unless
+  ``local.disorder`` asks for it (``connections_throttled``), and then at random,
+  not at a rate.
+- Messages are invoked in the order they arrive unless ``local.disorder`` delays
+  each by a random ``message_delay``: handlers still run concurrently, but without
+  the delay a short one seldom overtakes an earlier one, as it may on AWS.
 - Plain ``ws://`` on 127.0.0.1, at ``/`` or ``/{stage}``; API Gateway serves
   ``wss://{api}.execute-api.{region}.amazonaws.com/{stage}``.
 
@@ -220,7 +225,12 @@ class LocalWebSocketApi:
         authorizer: Authorizer | None = None,
         identity_source: Sequence[str] = (),
         invocation_threads: int = 32,
+        message_delay: Callable[[], float] | None = None,
+        connections_throttled: Callable[[], bool] | None = None,
     ) -> None:
+        """``message_delay`` and ``connections_throttled`` are ``local.disorder``'s hooks:
+        seconds to hold each message before its invocation, and whether to answer a
+        @connections request 429. None: no delay, no throttling."""
         self.routes = dict(routes)
         self.host = host
         self.stage = stage
@@ -238,6 +248,8 @@ class LocalWebSocketApi:
         )
         self._requested_ports = (port, management_port)
         self._invocation_threads = invocation_threads
+        self._message_delay = message_delay
+        self._connections_throttled = connections_throttled
         self._port = 0
         self._management_port = 0
         self._connections: dict[str, _Connection] = {}
@@ -312,6 +324,7 @@ class LocalWebSocketApi:
                 max_message_bytes=self.limits.max_message_bytes,
                 find=self._open_connection,
                 close=self._delete_connection,
+                throttled=self._connections_throttled,
             ),
             log_config=None,
             log_level="warning",
@@ -470,7 +483,8 @@ class LocalWebSocketApi:
                 connection.touch(loop.time())
                 # Each message is its own invocation, as on API Gateway: concurrent, in no
                 # promised order, so a client meets here the disorder it meets deployed.
-                self._spawn(self._route(connection, message))
+                delay = 0.0 if self._message_delay is None else self._message_delay()
+                self._spawn(self._route(connection, message, delay=delay))
         except ConnectionClosed:
             pass  # a limit violation or a lost client; _after_close reports it
         finally:
@@ -500,7 +514,9 @@ class LocalWebSocketApi:
         connection.closed_by_gateway = (code, reason)
         self._spawn(connection.websocket.close(code, reason))
 
-    async def _route(self, connection: _Connection, body: str) -> None:
+    async def _route(self, connection: _Connection, body: str, *, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)  # disorder: a later message may be invoked first
         route_key = select_route(body, self.routes)
         context = self._request_context(connection, route_key)
         if route_key not in self.routes:

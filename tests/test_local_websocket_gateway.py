@@ -909,3 +909,43 @@ def test_ping_round_trip_through_the_gateway(running: RunningGateway, fake: Fake
         f"post_to_connection: {summary(fake.post_seconds)} ({os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f})"
     )
+
+
+# --- Disorder (local.disorder's hooks) ------------------------------------------------------
+
+
+def test_a_delayed_message_is_overtaken_by_a_later_one(start_gateway: StartGateway) -> None:
+    delays = iter([0.5, 0.0])  # the first message waits, the second does not
+    running = start_gateway(message_delay=lambda: next(delays, 0.0))
+    with running.connect() as ws:
+        first = json.dumps({"action": "echo", "n": "first"})
+        second = json.dumps({"action": "echo", "n": "second, longer"})
+        ws.send(first)
+        ws.send(second)
+        replies = [json.loads(ws.recv(timeout=WAIT_SECONDS)) for _ in range(2)]
+    assert [reply["bytes"] for reply in replies] == [len(second), len(first)]
+
+
+def test_a_throttled_connections_request_is_answered_429_and_not_delivered(
+    start_gateway: StartGateway,
+) -> None:
+    throttling = {"on": False}
+    running = start_gateway(connections_throttled=lambda: throttling["on"])
+    client = management_client(running.gateway.management_endpoint)
+    try:
+        with running.connect() as ws:
+            connection_id = whoami(ws)
+            throttling["on"] = True
+            with pytest.raises(ClientError) as throttled:
+                client.post_to_connection(ConnectionId=connection_id, Data=b'"dropped"')
+            error = throttled.value.response
+            assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+                "LimitExceededException",
+                429,
+            )
+            assert management.classify(throttled.value) == "throttled"
+            throttling["on"] = False
+            client.post_to_connection(ConnectionId=connection_id, Data=b'"delivered"')
+            assert json.loads(ws.recv(timeout=WAIT_SECONDS)) == "delivered"  # not "dropped"
+    finally:
+        client.close()
