@@ -5,6 +5,13 @@ what ``make dev`` runs (same entry point, same environment handling, same Ctrl-C
 path), and the stack points every boto3 client of its process at its own DynamoDB,
 which must not leak into the tests that use in-process moto.
 
+Two stacks at most, each started once per session and shared: ``local_stack`` runs
+orderly, as ``make dev`` does, and ``disorderly_stack`` under ``--disorder`` (the
+kinds of disorder AWS is allowed, ``local.disorder``). A test that takes the ``mode``
+fixture runs once in each; ``stack_for(request, mode)`` is that mode's stack. The
+seed is ``E2E_DISORDER_SEED`` or a fresh one, printed at the end of the run so a
+failure under disorder can be replayed.
+
 Every port is 0 (any free one), so tests run beside a developer's ``make dev``; the
 stack writes the endpoints file once every server answers, and the fixture waits for
 that file. A test module uses it with ``pytest_plugins = ("tests.e2e_support",)`` (and
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +44,14 @@ START_TIMEOUT_SECONDS = 60.0
 
 STOP_TIMEOUT_SECONDS = 10.0
 """How long the stack may take to stop after Ctrl-C before it is killed."""
+
+MODES = ("orderly", "disorder")
+"""The ``mode`` fixture's params: the stack as ``make dev`` runs it, and under disorder."""
+
+DISORDER_SEED_ENV = "E2E_DISORDER_SEED"
+
+_disorder_seeds: list[int] = []
+"""The seed of this session's disorderly stack, once it started."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +86,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
+def launched(
+    folder: Path, *, disorder_seed: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
     """``python -m local`` in ``folder``, running once its endpoints file is written."""
     outputs_file = folder / "outputs.json"
     log_file = folder / "stack.log"
@@ -78,7 +97,8 @@ def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack
         for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb")
     ]
     env = {
-        **os.environ,
+        # Only the option above decides: a developer's LOCAL_DISORDER must not leak in.
+        **{k: v for k, v in os.environ.items() if k not in ("LOCAL_DISORDER",)},
         "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
         "PYTHONUNBUFFERED": "1",
     }
@@ -95,6 +115,7 @@ def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack
                 # Auth on, as `make dev` runs it, with a secret of its own.
                 "--dev-secret-file",
                 str(folder / "dev-secret"),
+                *([] if disorder_seed is None else ["--disorder", str(disorder_seed)]),
             ],
             cwd=ROOT,
             env=env,
@@ -135,3 +156,34 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     """The whole project on 127.0.0.1, started once per test session."""
     with launched(tmp_path_factory.mktemp("local-stack")) as (_process, stack):
         yield stack
+
+
+@pytest.fixture(scope="session")
+def disorderly_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The same under ``--disorder``, started once per test session when a test needs it."""
+    seed = int(os.environ.get(DISORDER_SEED_ENV) or secrets.randbelow(1_000_000))
+    _disorder_seeds.append(seed)
+    folder = tmp_path_factory.mktemp("disorderly-stack")
+    with launched(folder, disorder_seed=seed) as (_process, stack):
+        yield stack
+
+
+@pytest.fixture(scope="session", params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Run the test against each mode's stack: orderly, and under disorder."""
+    return str(request.param)
+
+
+def stack_for(request: pytest.FixtureRequest, mode: str) -> LocalStack:
+    """The running stack of ``mode``, started on first use."""
+    name = "local_stack" if mode == "orderly" else "disorderly_stack"
+    stack: LocalStack = request.getfixturevalue(name)
+    return stack
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for seed in _disorder_seeds:
+        terminalreporter.write_line(
+            f"local stack under disorder: seed {seed} "
+            f"(replay: {DISORDER_SEED_ENV}={seed} .venv/bin/python -m pytest ...)"
+        )

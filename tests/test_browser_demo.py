@@ -2,9 +2,10 @@
 
 The page is loaded from the local stack, exactly as ``make dev`` serves it (auth on:
 the page fetches development tokens), and must show each published event once, in
-order, in all three panels, also across a dropped and resumed connection. Any
-console error on the page fails the test: a page that works but logs errors would
-hide the next real one.
+order, in all three panels, also across a dropped and resumed connection, on the
+orderly stack and under disorder (the other tests run orderly only: they check the
+page, not delivery). Any console error on the page fails the test: a page that
+works but logs errors would hide the next real one.
 
 Chromium comes from the system (``apt-get install chromium``), never from a
 Playwright download: the test fails, not skips, where it is missing, because CI
@@ -135,8 +136,12 @@ def expect_state(page: Page, transport: str, state: str) -> None:
 
 
 def test_every_panel_shows_each_event_once_also_across_a_dropped_connection(
-    local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
+    request: pytest.FixtureRequest, mode: str, page: tuple[Page, ConsoleErrors]
 ) -> None:
+    """The core of the page, on the orderly stack and under disorder (``local.disorder``)."""
+    from tests.e2e_support import stack_for
+
+    local_stack = stack_for(request, mode)
     tab, _errors = page
     assert local_stack.endpoints.demo_url is not None
     tab.goto(local_stack.endpoints.demo_url)

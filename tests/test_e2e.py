@@ -1,5 +1,9 @@
 """End to end: real clients against the running local stack (``python -m local``).
 
+Each test runs twice, on the orderly local stack and on one under disorder
+(``local.disorder``: requests handled out of order, the stream in late batches,
+throttling): every transport must deliver each event once and in order in both.
+
 The tests find the stack through its endpoints file only, so the same tests run
 against a deployed stack: ``E2E_OUTPUTS_FILE=.local/deployed-outputs.json`` and a
 token that may do everything in ``E2E_TOKEN`` (the local stack, with auth on as
@@ -16,7 +20,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -30,9 +34,6 @@ from client.websocket import with_token
 from eventlog import endpoints
 from eventlog.endpoints import Endpoints
 from eventlog.events import Event
-
-if TYPE_CHECKING:
-    from tests.e2e_support import LocalStack
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +52,18 @@ def deployed_outputs() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def outputs(request: pytest.FixtureRequest, deployed_outputs: Path | None) -> dict[str, Any]:
+def outputs(
+    request: pytest.FixtureRequest, deployed_outputs: Path | None, mode: str
+) -> dict[str, Any]:
+    """Every test runs on the orderly stack and on the disorderly one (``tests.e2e_support``)."""
+    from tests.e2e_support import stack_for
+
     if deployed_outputs:
+        if mode != "orderly":
+            pytest.skip("a deployment brings its own disorder")
         loaded: dict[str, Any] = json.loads(deployed_outputs.read_text())
         return loaded
-    stack: LocalStack = request.getfixturevalue("local_stack")
-    return stack.outputs
+    return stack_for(request, mode).outputs
 
 
 @pytest.fixture(scope="session")
@@ -341,11 +348,17 @@ async def test_an_sse_stream_outlives_its_token_with_a_fresh_one(
 
 
 async def test_the_stack_never_logs_a_token(
-    request: pytest.FixtureRequest, found: Endpoints, channel: str, deployed_outputs: Path | None
+    request: pytest.FixtureRequest,
+    found: Endpoints,
+    channel: str,
+    deployed_outputs: Path | None,
+    mode: str,
 ) -> None:
+    from tests.e2e_support import stack_for
+
     if deployed_outputs:
         pytest.skip("reads the local stack's own output")
-    stack: LocalStack = request.getfixturevalue("local_stack")
+    stack = stack_for(request, mode)
     assert found.dev_token_url
     assert found.polling_api_url
     assert found.sse_url
