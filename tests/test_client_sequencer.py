@@ -307,3 +307,60 @@ def test_seqs_a_page_passes_without_events_are_skipped_not_a_gap() -> None:
     assert seqs(run(seq.push(ev(4)))) == [4]
     assert seqs(run(seq.push(ev(5)))) == [5]
     assert seq.position == 5
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("after", [0, None], ids=["cursor", "live-only"])
+def test_stream_disorder_with_a_log_still_being_written_comes_out_exactly_once(
+    seed: int, after: int | None
+) -> None:
+    """What ``local.stream_disorder`` does to a channel whose publishers race: seqs are
+    written out of order (a backfill meets holes that fill while it pauses), each event
+    is fanned out only once written, and a record may wait a few batches behind later
+    ones; a live-only subscription hears of its start (``subscribed``) after some events."""
+    rng = random.Random(seed)
+    total = 200
+    # The order the log's items are written: racing publishers swap neighbours.
+    written_order = sorted(range(1, total + 1), key=lambda n: n + rng.uniform(-3, 3))
+    log = FakeLog(head=0, limit=3)  # its head is the counter: seqs taken, maybe not written
+    written: set[int] = set()
+    pending: list[tuple[int, int]] = []  # (the batch it is due in, seq): the stream, held back
+    batch = 0
+
+    def write_next() -> None:
+        n = written_order.pop(0)
+        written.add(n)
+        log.head = max(log.head, n)
+        log.missing = set(range(1, log.head + 1)) - written  # holes a read stops at
+        pending.append((batch + rng.choice([0, 0, 1, 2, 3]), n))
+
+    async def pause(seconds: float) -> None:  # a backfill waits: publishers go on writing
+        if written_order:
+            write_next()
+
+    seq = Sequencer(
+        channel="news", after=after, backfill=log.read, stats=TransportStats(), sleep=pause
+    )
+
+    async def feed() -> list[Event]:
+        nonlocal batch
+        delivered: list[Event] = []
+        started = after is not None
+        while written_order or pending:
+            for _ in range(rng.randint(1, 4)):
+                if written_order:
+                    write_next()
+            due = sorted(s for when, s in pending if when <= batch)
+            pending[:] = [(when, s) for when, s in pending if when > batch]
+            batch += 1
+            if not started and due:
+                # The subscribe's reply comes after the first live events, at the head then.
+                delivered += await seq.push_all([ev(n) for n in due])
+                delivered += await seq.start(0)
+                started = True
+                continue
+            delivered += await seq.push_all([ev(n) for n in due])
+        return delivered
+
+    delivered = run(feed())
+    assert seqs(delivered) == list(range(1, total + 1))
