@@ -6,11 +6,26 @@
    one-request-at-a-time. Concurrent clients still race *between* their
    requests, which is where the real races are.
 2. *Cheap transaction rollback.* moto deep-copies every table a transaction
-   touches before applying it, so each publish costs time proportional to the
-   whole table, and a local stack slows down as its history grows. The snapshot
-   below copies each item's attribute dict instead; attribute values are shared,
-   which is exact for what this project's transactions do (put new items, SET
-   attributes of existing ones: both replace values, neither mutates one).
+   touches before applying it, so each ``TransactWriteItems`` costs time
+   proportional to the whole table, and a local stack slows down as its history
+   grows. The snapshot below copies each item's attribute dict instead (for tables
+   with and without a sort key); attribute values are shared, which is exact for
+   transactions that put items and SET attributes (both replace values, neither
+   mutates one). The table object itself is copied shallowly, and that is
+   load-bearing: the copy shares the table's stream shard, so the shard iterators
+   handed out before a cancelled transaction still read the stream moto writes
+   after it (a deep copy gives the restored table a shard of its own, and every
+   reader of the old one sees nothing more).
+   It also takes back what a cancelled transaction streamed. moto applies a
+   transaction's writes one by one, each appending its stream record to the shard,
+   and on cancelling restores the tables from the snapshot but leaves the records:
+   an INSERT for a Put that passed its condition, of a write that never happened
+   (DynamoDB streams only committed writes). With the shared shard every reader
+   would see it, so the shard is cut back to its length before the transaction;
+   requests run one at a time (patch 1), so no reader can have seen the records
+   taken back. The event log publishes without transactions now, but a phantom
+   INSERT of an event would be fanned out to every subscriber, so the fix stays
+   with the patch that makes the shard shared.
 
 3. *Request routing once per service.* moto's server finds the backend of each
    request by listing its own package folder (``list_of_moto_modules``): about a
@@ -83,22 +98,42 @@ def _snapshot_item(item: Any) -> Any:
 
 @contextlib.contextmanager
 def cheap_transaction_rollback() -> Iterator[None]:
-    """Make moto's pre-transaction snapshot O(items) shallow copies instead of a deep copy."""
+    """Make moto's pre-transaction snapshot O(items) shallow copies instead of a deep copy,
+    and take back the stream records of a cancelled transaction."""
     import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
 
     def deepcopy(value: Any, memo: Any = None) -> Any:
         if not isinstance(value, Table):
             return stdlib_copy.deepcopy(value, memo)
-        clone = stdlib_copy.copy(value)
+        clone = stdlib_copy.copy(value)  # shallow: the stream shard stays shared (see above)
         clone.items = type(value.items)(value.items.default_factory)
         for hash_key, partition in value.items.items():
-            clone.items[hash_key] = {
-                range_key: _snapshot_item(item) for range_key, item in partition.items()
-            }
+            if value.range_key_attr is None:  # hash-only: the partition is the item
+                clone.items[hash_key] = _snapshot_item(partition)
+            else:
+                clone.items[hash_key] = {
+                    range_key: _snapshot_item(item) for range_key, item in partition.items()
+                }
         return clone
 
-    with mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)):
+    original = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: Any) -> None:
+        shards = [t.stream_shard for t in self.tables.values() if t.stream_shard is not None]
+        lengths = [(shard, len(shard.items)) for shard in shards]
+        try:
+            original(self, transact_items)
+        except Exception:
+            for shard, length in lengths:
+                del shard.items[length:]  # a cancelled transaction streams nothing
+            raise
+
+    with (
+        mock.patch.object(models, "copy", SimpleNamespace(deepcopy=deepcopy)),
+        mock.patch.object(DynamoDBBackend, "transact_write_items", transact_write_items),
+    ):
         yield
 
 

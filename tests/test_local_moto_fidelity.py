@@ -79,3 +79,96 @@ def test_a_partition_query_does_not_read_the_whole_table(filled: Any) -> None:
         pytest.raises(Exception, match="listed every item"),
     ):
         _query(filled, "a", QUERIES[1])
+
+
+# --- cheap_transaction_rollback -------------------------------------------------------------
+
+
+def _streamed_table(dynamodb: Any, name: str, *, sort_key: bool) -> str:
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort_key:
+        keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attributes.append({"AttributeName": "sk", "AttributeType": "N"})
+    table = dynamodb.create_table(
+        TableName=name,
+        KeySchema=keys,
+        AttributeDefinitions=attributes,
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return str(table["TableDescription"]["LatestStreamArn"])
+
+
+def _key(pk: str, sort_key: bool) -> dict[str, Any]:
+    return {"pk": {"S": pk}, **({"sk": {"N": "1"}} if sort_key else {})}
+
+
+def _put(table: str, pk: str, sort_key: bool, *, new: bool = True) -> dict[str, Any]:
+    put: dict[str, Any] = {"TableName": table, "Item": {**_key(pk, sort_key), "v": {"S": pk}}}
+    if new:
+        put["ConditionExpression"] = "attribute_not_exists(pk)"
+    return {"Put": put}
+
+
+def _cancel(dynamodb: Any, table: str, sort_key: bool) -> None:
+    """A transaction whose first Put passes its condition and whose second fails it."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        dynamodb.transact_write_items(
+            TransactItems=[_put(table, "phantom", sort_key), _put(table, "kept", sort_key)]
+        )
+
+
+class _Stream:
+    """One reader of a table's stream, from its start, as the local mapping reads it."""
+
+    def __init__(self, arn: str) -> None:
+        import boto3
+
+        self.client = boto3.client("dynamodbstreams")
+        shard = self.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        self.iterator = self.client.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+
+    def read(self) -> list[tuple[str, str]]:
+        page = self.client.get_records(ShardIterator=self.iterator)
+        self.iterator = page["NextShardIterator"]
+        return [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in page["Records"]]
+
+
+@pytest.mark.parametrize("sort_key", [True, False], ids=["hash-and-range", "hash-only"])
+def test_a_cancelled_transaction_changes_nothing_and_streams_nothing(
+    dynamodb: Any, sort_key: bool
+) -> None:
+    from local.moto_fidelity import cheap_transaction_rollback
+
+    arn = _streamed_table(dynamodb, "t", sort_key=sort_key)
+    with cheap_transaction_rollback():
+        dynamodb.transact_write_items(TransactItems=[_put("t", "kept", sort_key)])
+        stream = _Stream(arn)  # an iterator handed out before the cancelled transaction
+        assert stream.read() == [("INSERT", "kept")]
+        _cancel(dynamodb, "t", sort_key)
+        items = dynamodb.scan(TableName="t")["Items"]
+        assert [item["pk"]["S"] for item in items] == ["kept"]  # rolled back
+        dynamodb.put_item(TableName="t", Item={**_key("after", sort_key), "v": {"S": "x"}})
+        # No phantom of the cancelled Put; and the old iterator still follows the stream
+        # (the shallow copy shares the shard: a deep one would leave this reader behind).
+        assert stream.read() == [("INSERT", "after")]
+
+
+def test_without_the_patch_a_reader_sees_the_cancelled_put_and_then_nothing(
+    dynamodb: Any,
+) -> None:
+    """What the patch corrects (if moto fixes both, the patch's cut and this test can go):
+    the reader's shard keeps the cancelled Put's record, and the restored table streams
+    to a deep copy of the shard that the reader never sees."""
+    arn = _streamed_table(dynamodb, "t", sort_key=True)
+    dynamodb.transact_write_items(TransactItems=[_put("t", "kept", True)])
+    stream = _Stream(arn)
+    assert stream.read() == [("INSERT", "kept")]
+    _cancel(dynamodb, "t", True)
+    dynamodb.put_item(TableName="t", Item={**_key("after", True), "v": {"S": "x"}})
+    assert stream.read() == [("INSERT", "phantom")]
