@@ -21,9 +21,10 @@ invocation. The bounds:
 A held record waits for the next poll, so with the mapping's poll interval it
 arrives up to ``max_delay_polls`` intervals late.
 
-Switched on with ``python -m local --stream-disorder SEED`` (or
-``LOCAL_STREAM_DISORDER=SEED``, which also reaches the stack the end-to-end tests
-start); the banner says so. Off by default, and ``make test`` runs in order.
+Part of ``python -m local --disorder SEED`` (``local.disorder``, with the other
+kinds of disorder; ``make test`` runs the end-to-end suite under it too), or alone
+with ``--stream-disorder SEED`` (or ``LOCAL_STREAM_DISORDER=SEED``); the banner says
+so. Off by default.
 """
 
 from __future__ import annotations
