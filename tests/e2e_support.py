@@ -75,7 +75,7 @@ def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack
     log_file = folder / "stack.log"
     ports = [
         f"--{name}-port=0"
-        for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb")
+        for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb", "broker")
     ]
     env = {
         **os.environ,
