@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +69,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
+def launched(
+    folder: Path, *, extra_args: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
     """``python -m local`` in ``folder``, running once its endpoints file is written."""
     outputs_file = folder / "outputs.json"
     log_file = folder / "stack.log"
@@ -95,6 +97,7 @@ def launched(folder: Path) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack
                 # Auth on, as `make dev` runs it, with a secret of its own.
                 "--dev-secret-file",
                 str(folder / "dev-secret"),
+                *extra_args,
             ],
             cwd=ROOT,
             env=env,
