@@ -483,6 +483,52 @@ def format_table(load: Load, costs: Mapping[str, Breakdown], deployment: Deploym
     return "\n".join(lines)
 
 
+SWEEP: tuple[tuple[int, int, float], ...] = (
+    (100, 1, 0.1),
+    (100, 1, 6),
+    (10_000, 1, 0.1),
+    (10_000, 1, 6),
+    (10_000, 1_000, 6),
+    (100_000, 1_000, 6),
+    (1_000_000, 1, 1),
+    (1_000_000, 100_000, 1),
+    (1_000_000, 100_000, 0.1),
+)
+"""(clients, channels, events per minute per channel): the loads the README's table prices."""
+
+
+def sweep_table(
+    prices: Mapping[str, Any] | None = None, deployment: Deployment | None = None
+) -> str:
+    """Where each transport wins: a month of each, for the ``SWEEP`` loads (markdown)."""
+    deployment = deployment or Deployment()
+    lines = [
+        "| clients | channels | events/min per channel | polling every 5 s | long polling "
+        "| SSE | WebSocket | cheapest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for clients, channels, per_minute in SWEEP:
+        load = Load(clients=clients, channels=channels, events_per_minute=per_minute)
+        summed = totals(monthly_costs(load, prices=prices, deployment=deployment))
+        best = min(summed, key=lambda name: summed[name])
+        cells = " | ".join(
+            f"${summed[name]:,.0f}"
+            for name in ("polling_short", "polling_long", "sse", "websocket")
+        )
+        lines.append(
+            f"| {clients:,} | {channels:,} | {per_minute:g} | {cells} | {COST_NAMES[best]} |"
+        )
+    return "\n".join(lines)
+
+
+COST_NAMES = {
+    "polling_short": "polling",
+    "polling_long": "long polling",
+    "sse": "SSE",
+    "websocket": "WebSocket",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.cost", description="Monthly AWS cost of each transport for a load."
@@ -500,7 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="measured figures")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE)
+    parser.add_argument(
+        "--sweep", action="store_true", help="the README's table: where each transport wins"
+    )
     args = parser.parse_args(argv)
+    if args.sweep:
+        print(sweep_table(load_prices(args.prices)))
+        return 0
     try:
         load = Load(
             clients=args.clients,

@@ -6,6 +6,7 @@ import io
 import math
 from contextlib import redirect_stdout
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +217,8 @@ def test_the_command_line_prints_every_transport_and_the_cheapest() -> None:
 def test_the_command_line_refuses_an_impossible_load() -> None:
     with pytest.raises(SystemExit):
         cost.main(["--clients", "-1"])
+
+
+def test_the_readme_states_where_each_transport_wins_as_the_model_does() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert cost.sweep_table(PRICES) in readme, "regenerate it: python -m bench.cost --sweep"
