@@ -70,11 +70,13 @@ bench: $(VENV)/.synced
 bench-quick: $(VENV)/.synced
 	$(PY) -m bench --quick --out .local/bench-quick
 
-## Monthly AWS cost of each transport: make cost CLIENTS=10000 EVENTS_PER_MINUTE=6 CHANNELS=1.
+## Monthly AWS cost of each transport: make cost CLIENTS=10000 EVENTS_PER_MINUTE=6 CHANNELS=1
+## (BACKPLANE=log: SSE tasks poll the log instead of a broker pushing to them).
 cost: $(VENV)/.synced
 	$(PY) -m bench.cost $(if $(CLIENTS),--clients $(CLIENTS)) \
 		$(if $(EVENTS_PER_MINUTE),--events-per-minute $(EVENTS_PER_MINUTE)) \
-		$(if $(CHANNELS),--channels $(CHANNELS)) $(COST_ARGS)
+		$(if $(CHANNELS),--channels $(CHANNELS)) $(if $(BACKPLANE),--backplane $(BACKPLANE)) \
+		$(COST_ARGS)
 
 # uv is bootstrapped by pip into the project's venv, then keeps it in step with uv.lock.
 $(VENV)/.synced: pyproject.toml uv.lock

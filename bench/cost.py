@@ -31,8 +31,13 @@ How each transport spends:
   the service's cap, by memory at the measured KB per stream and by CPU at the
   measured fan-out cost per stream and event), each with a public IPv4 address;
   the ALB's hours and LCUs (active connections, new connections, processed bytes);
-  and the shared readers' Queries: one per reader interval per channel per task,
-  **independent of the number of clients**.
+  a backlog read of the log per reconnect (streams end within
+  ``SSE_MAX_STREAM_SECONDS``); and how events reach the tasks. With the broker (the
+  default, ``--backplane broker``): ElastiCache Serverless for Valkey (its 100 MB
+  storage floor, and one ECPU per KB for each publish and each delivery to a task
+  that has the channel) and the relay Lambda, one invocation per event. With
+  ``--backplane log``: the shared readers' Queries, one per reader interval per
+  channel per task, **whether or not anything is published**.
 
 Every transport pays the publishes (an HTTP API request or a WebSocket message, a
 Lambda invocation, the log's two writes) and data transfer out.
@@ -53,6 +58,7 @@ from client.config import DEFAULT_WAIT_SECONDS, WEBSOCKET_KEEPALIVE_SECONDS
 from eventlog.config import (
     PUBLISH_WRITE_UNITS,
     SSE_HEARTBEAT_SECONDS,
+    SSE_MAX_STREAM_SECONDS,
     SSE_READER_INTERVAL_SECONDS,
     WEBSOCKET_MAX_CONNECTION_SECONDS,
     WEBSOCKET_MAX_FRAME_BYTES,
@@ -136,8 +142,15 @@ class Deployment:
     sse_cpu_target: float = 0.6  # infra/sse_service.py CPU_TARGET_PERCENT
     sse_reader_interval_seconds: float = SSE_READER_INTERVAL_SECONDS
     sse_heartbeat_seconds: float = SSE_HEARTBEAT_SECONDS
-    sse_stream_minutes: float = 60.0
-    """Average life of a stream before its client reconnects (tab closed, deploy): assumed."""
+    sse_stream_minutes: float = min(60.0, 0.75 * SSE_MAX_STREAM_SECONDS / 60)
+    """Average life of a stream before its client reconnects: the server ends each one at a
+    random moment between half of SSE_MAX_STREAM_SECONDS and all of it, if the client
+    (a closed tab, a deploy) has not ended it first."""
+    sse_backplane: str = "broker"
+    """How events reach the tasks: "broker" (infra/sse_broker.py) or "log" (each polls)."""
+    broker_min_gb: float = 0.1  # ElastiCache Serverless for Valkey meters at least 100 MB
+    relay_memory_gb: float = 0.25  # infra/sse_broker.py memory_size=256
+    relay_ms: float = 10.0  # billed time of one relay invocation, one PUBLISH (assumed)
     poll_request_bytes: float = 640.0  # measured: bytes of one empty poll, both ways
     poll_event_bytes: float = 610.0  # measured: bytes per event for a polling client
     sse_event_bytes: float = 104.0  # measured: SSE bytes per event
@@ -354,20 +367,65 @@ def sse(load: Load, prices: Mapping[str, Any], d: Deployment) -> Breakdown:
         load.clients / dims["active_connections_per_minute"],
         processed_gb_per_hour / dims["processed_gb_per_hour"],
     )
-    # Each task reads each channel that has subscribers there, once per reader interval.
-    channels_per_task = min(load.channels, max(1, math.ceil(load.clients / tasks)))
-    reads = tasks * channels_per_task * minutes * 60 / d.sse_reader_interval_seconds
+    return {
+        **_sse_tasks_and_balancer(load, prices, d, tasks=tasks, lcus=lcus),
+        "backlog reads on reconnect (DynamoDB)": opens
+        * _price(prices, "dynamodb_read_request_unit"),
+        **(_sse_broker(load, prices, d, tasks=tasks) if d.sse_backplane == "broker" else {}),
+        **(_sse_log_readers(load, prices, d, tasks=tasks) if d.sse_backplane == "log" else {}),
+        "data transfer out": _gb_out(
+            prices, deliveries * d.sse_event_bytes + heartbeats * d.sse_heartbeat_bytes
+        ),
+        **_publishes(load, prices, d, over_websocket=False),
+    }
+
+
+def _sse_tasks_and_balancer(
+    load: Load, prices: Mapping[str, Any], d: Deployment, *, tasks: int, lcus: float
+) -> Breakdown:
+    hours = load.hours
     return {
         "Fargate vCPU": tasks * d.sse_task_vcpu * hours * _price(prices, "fargate_vcpu_hour_arm64"),
         "Fargate memory": tasks * d.sse_task_gb * hours * _price(prices, "fargate_gb_hour_arm64"),
         "public IPv4 per task": tasks * hours * _price(prices, "public_ipv4_hour"),
         "ALB hours": hours * _price(prices, "alb_hour"),
         "ALB LCUs": lcus * hours * _price(prices, "alb_lcu_hour"),
-        "shared reader reads (DynamoDB)": reads * _price(prices, "dynamodb_read_request_unit"),
-        "data transfer out": _gb_out(
-            prices, deliveries * d.sse_event_bytes + heartbeats * d.sse_heartbeat_bytes
-        ),
-        **_publishes(load, prices, d, over_websocket=False),
+    }
+
+
+def _channels_per_task(load: Load, tasks: int) -> int:
+    """Channels a task has subscribers on: all of them, or one per client it holds."""
+    return min(load.channels, max(1, math.ceil(load.clients / tasks)))
+
+
+def _tasks_per_channel(load: Load, tasks: int) -> float:
+    """Tasks that have a given channel: every task, or one per client of the channel."""
+    return min(float(tasks), max(1.0, load.clients / load.channels)) if load.clients else 0.0
+
+
+def _sse_log_readers(
+    load: Load, prices: Mapping[str, Any], d: Deployment, *, tasks: int
+) -> Breakdown:
+    # Each task reads each channel that has subscribers there, once per reader interval.
+    reads = (
+        tasks * _channels_per_task(load, tasks) * load.hours * 3600 / d.sse_reader_interval_seconds
+    )
+    return {"shared reader reads (DynamoDB)": reads * _price(prices, "dynamodb_read_request_unit")}
+
+
+def _sse_broker(load: Load, prices: Mapping[str, Any], d: Deployment, *, tasks: int) -> Breakdown:
+    events = load.channels * load.events_per_minute * load.hours * 60
+    kb = max(1, math.ceil(d.sse_event_bytes / 1024))
+    ecpus = events * kb * (1 + _tasks_per_channel(load, tasks))  # a publish, each delivery
+    relay_invocation = _price(prices, "lambda_request") + d.relay_memory_gb * d.relay_ms / 1000 * (
+        _price(prices, "lambda_gb_second_arm64")
+    )
+    return {
+        "broker storage floor (ElastiCache)": d.broker_min_gb
+        * load.hours
+        * _price(prices, "elasticache_valkey_serverless_gb_hour"),
+        "broker ECPUs (ElastiCache)": ecpus * _price(prices, "elasticache_valkey_serverless_ecpu"),
+        "broker relay Lambda": events * relay_invocation,
     }
 
 
@@ -425,6 +483,52 @@ def format_table(load: Load, costs: Mapping[str, Breakdown], deployment: Deploym
     return "\n".join(lines)
 
 
+SWEEP: tuple[tuple[int, int, float], ...] = (
+    (100, 1, 0.1),
+    (100, 1, 6),
+    (10_000, 1, 0.1),
+    (10_000, 1, 6),
+    (10_000, 1_000, 6),
+    (100_000, 1_000, 6),
+    (1_000_000, 1, 1),
+    (1_000_000, 100_000, 1),
+    (1_000_000, 100_000, 0.1),
+)
+"""(clients, channels, events per minute per channel): the loads the README's table prices."""
+
+
+def sweep_table(
+    prices: Mapping[str, Any] | None = None, deployment: Deployment | None = None
+) -> str:
+    """Where each transport wins: a month of each, for the ``SWEEP`` loads (markdown)."""
+    deployment = deployment or Deployment()
+    lines = [
+        "| clients | channels | events/min per channel | polling every 5 s | long polling "
+        "| SSE | WebSocket | cheapest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for clients, channels, per_minute in SWEEP:
+        load = Load(clients=clients, channels=channels, events_per_minute=per_minute)
+        summed = totals(monthly_costs(load, prices=prices, deployment=deployment))
+        best = min(summed, key=lambda name: summed[name])
+        cells = " | ".join(
+            f"${summed[name]:,.0f}"
+            for name in ("polling_short", "polling_long", "sse", "websocket")
+        )
+        lines.append(
+            f"| {clients:,} | {channels:,} | {per_minute:g} | {cells} | {COST_NAMES[best]} |"
+        )
+    return "\n".join(lines)
+
+
+COST_NAMES = {
+    "polling_short": "polling",
+    "polling_long": "long polling",
+    "sse": "SSE",
+    "websocket": "WebSocket",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.cost", description="Monthly AWS cost of each transport for a load."
@@ -434,9 +538,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=5.0, help="short polling, s")
     parser.add_argument("--hours", type=float, default=HOURS_PER_MONTH)
     parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument(
+        "--backplane",
+        choices=("broker", "log"),
+        default="broker",
+        help="how events reach the SSE tasks (infra/sse_broker.py; -c sseBackplane)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="measured figures")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE)
+    parser.add_argument(
+        "--sweep", action="store_true", help="the README's table: where each transport wins"
+    )
     args = parser.parse_args(argv)
+    if args.sweep:
+        print(sweep_table(load_prices(args.prices)))
+        return 0
     try:
         load = Load(
             clients=args.clients,
@@ -447,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    deployment = deployment_from_results(args.results)
+    deployment = replace(deployment_from_results(args.results), sse_backplane=args.backplane)
     costs = monthly_costs(load, prices=load_prices(args.prices), deployment=deployment)
     print(format_table(load, costs, deployment))
     return 0

@@ -88,12 +88,12 @@ def why_missed(results: Mapping[str, Any]) -> list[str]:
             f"**SSE p50 latency ({lat['sse']['p50_ms']:.0f} ms).** Measured from the publish "
             f"call, which alone takes {lat['sse']['publish_ack_p50_ms']:.0f} ms here (an HTTP "
             "POST, the log's counter update and put on moto); what SSE adds after it is "
-            f"{lat['sse']['after_ack_p50_ms']:.0f} ms at the median: on average half the "
-            f"reader interval ({SSE_READER_INTERVAL_SECONDS * 500:.0f} ms), one read of the "
-            "log and the write. What would reach the target: a shorter reader interval "
-            "(each halving doubles the reader's reads, per channel per task, still "
-            "independent of the clients), or waking the reader when the publish comes "
-            "through the same process."
+            f"{lat['sse']['after_ack_p50_ms']:.0f} ms at the median: the stream poller, the "
+            "broker relay's publish and the task's push to the stream (with the broker "
+            "off, half the reader interval, "
+            f"{SSE_READER_INTERVAL_SECONDS * 500:.0f} ms, instead). The relay follows the "
+            "same stream hop as the WebSocket fan-out, so the two should be close; a "
+            "miss here is the local stream poller or the relay's invocation."
         ),
     }
     hot = results["hot_channel"]["rows"]
@@ -106,21 +106,29 @@ def why_missed(results: Mapping[str, Any]) -> list[str]:
     notes["hot_channel_scaling"] = (
         "**Hot-channel throughput below the one-publisher figure.** Racing publishers "
         "do not retry each other's work any more, so a lower figure is the server "
-        "running out of CPU: locally one process serves moto and every server, and "
-        "shares the machine with the benchmark's clients."
+        "running out of CPU: locally two processes serve moto and every other server, "
+        "and share the machine with the benchmark's clients."
     )
     notes["hot_channel_p99_ms"] = (
         f"**Hot-channel p99 with {most['publishers']} publishers ({most['p99_ms']:,.0f} ms).** "
         f"The local server took {most['publishes_per_second']:.0f} publishes a second, so "
         f"{most['publishers']} publishers that each wait for their reply queue for "
         f"{most['publishers'] / most['publishes_per_second'] * 1000:,.0f} ms on average "
-        "(Little's law); the tail is that queue on a busy machine. What would reach 1 s: "
-        "a faster local server: each publish is two moto requests, served one at a time "
-        "in the process that also runs the API, and moto's server (werkzeug) closes the "
-        "connection after every response, so each request is also a new connection and "
-        "a new thread; a WSGI server that keeps connections alive, or fewer other "
-        "processes on the machine during the run. On AWS the counter and the put take a few "
-        "milliseconds each and a partition takes about 500 publishes a second."
+        "(Little's law); the tail is that queue on a busy machine, and a new channel's "
+        "first publishes (each looks for the channel's newest event before the head "
+        "exists). What would reach 1 s: fewer other processes on the machine during the "
+        "run; each publish is two moto requests, served one at a time. On AWS the counter "
+        "and the put take a few milliseconds each and a partition takes about 500 "
+        "publishes a second."
+    )
+    idle_sse = results["sse_idle"]
+    notes["sse_idle_log_reads_per_second"] = (
+        f"**SSE log reads with idle channels ({idle_sse['log_reads_per_second']:.1f} a "
+        "second).** A feed pushed by the broker reads the log only to catch up: when its "
+        "subscription is confirmed, after a gap in the pushed seqs, and while such a read "
+        "stops at a seq still being written. Reads with nothing published mean the broker "
+        "was not connected (the feeds poll meanwhile: `/healthz` says `broker`), or the "
+        "stack ran with `--broker off`."
     )
     lines = []
     for key, target in targets.items():

@@ -72,6 +72,9 @@ class Plan:
     hot_publishers: tuple[int, ...]
     """Publishers racing on one channel, one row each (``bench.hot_channel``)."""
     hot_publishes_each: int
+    idle_sse_channels: int
+    """Idle SSE streams, one channel each, while the log reads are counted (``bench.sse_idle``)."""
+    idle_sse_seconds: float
 
 
 FULL = Plan(
@@ -94,6 +97,8 @@ FULL = Plan(
     import_runs=5,
     hot_publishers=(1, 2, 4, 8, 16, 32),
     hot_publishes_each=25,
+    idle_sse_channels=200,
+    idle_sse_seconds=10.0,
 )
 
 QUICK = Plan(
@@ -122,6 +127,8 @@ QUICK = Plan(
     import_runs=1,
     hot_publishers=(1, 4),
     hot_publishes_each=5,
+    idle_sse_channels=10,
+    idle_sse_seconds=2.0,
 )
 
 PLANS = {plan.name: plan for plan in (FULL, QUICK)}

@@ -140,6 +140,13 @@ for _field, _what in (
 ):
     _add(f"hot_channel.rows[].{_field}", f"hot channel over HTTP, per count: {_what}")
 _add("hot_channel.publishes_each", "publishes per publisher")
+_add("sse_idle.channels", "SSE streams held open, one idle channel each")
+_add("sse_idle.seconds", "how long the SSE service's log reads were counted, s")
+_add("sse_idle.log_reads_per_second", "log reads per second by the SSE service meanwhile")
+_add(
+    "sse_idle.polling_reads_per_second",
+    "what feeds polling the log every reader interval would read, per second",
+)
 _add("meta.seed", "seed of every random choice")
 _add("meta.cpus", "CPUs of the machine")
 _add("meta.duration_seconds", "how long the run took")

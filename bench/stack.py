@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
-PORT_NAMES = ("demo", "polling", "sse", "websocket", "management", "dynamodb")
+PORT_NAMES = ("demo", "polling", "sse", "websocket", "management", "dynamodb", "broker")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -91,8 +91,15 @@ from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute
 from infra.events_table import grant_log_read
 from infra.operations import Watched
+from infra.sse_broker import BACKPLANE_CONTEXT, SseBroker, backplane_from
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
-from sse_service.settings import METRICS_NAMESPACE, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
+from sse_service.settings import (
+    METRICS_NAMESPACE,
+    SSE_BROKER_URL_ENV,
+    SSE_MAX_STREAMS,
+    SSE_PORT,
+    STREAM_PATH,
+)
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
@@ -170,6 +177,7 @@ class SseService(Construct):
         cpu: int = 1024,
         memory_mib: int = 2048,
         flow_logs: bool = False,
+        backplane: str = "broker",
     ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = vpc or ec2.Vpc(
@@ -200,6 +208,12 @@ class SseService(Construct):
                 "AwsSolutions-VPC7",
                 "VPC flow logs cost $0.50 per GB ingested; -c vpcFlowLogs=on turns them on.",
             )
+        # The push backplane (infra.sse_broker); "log": every task polls the log per channel.
+        self.broker = (
+            SseBroker(self, "Broker", vpc=self.vpc, events_table=events_table)
+            if backplane_from(backplane) == "broker"
+            else None
+        )
         self.cluster = ecs.Cluster(
             self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED
         )
@@ -236,6 +250,7 @@ class SseService(Construct):
                 "EVENTS_TABLE_NAME": events_table.table_name,
                 "SSE_METRICS_INTERVAL_SECONDS": "60",
                 "SSE_METRICS_SERVICE": metrics_service,
+                **({SSE_BROKER_URL_ENV: self.broker.url} if self.broker else {}),
                 **auth.environment,
             },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="sse", log_group=self.log_group),
@@ -268,6 +283,9 @@ class SseService(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             health_check_grace_period=Duration.seconds(30),
         )
+
+        if self.broker is not None:
+            self.broker.allow_from(self.service.connections.security_groups[0])
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
@@ -387,6 +405,7 @@ class SseService(Construct):
                 label="SSE task memory",
                 metric=self.service.metric_memory_utilization(),
             ),
+            *(self.broker.watched if self.broker else ()),
         )
 
     def _admit_cloudfront_only(self) -> None:
@@ -447,6 +466,7 @@ class SseStack(Stack):
             auth=auth,
             flow_logs=flow_logs,
             desired_count=tasks_from(self.node.try_get_context(TASKS_CONTEXT)),
+            backplane=backplane_from(self.node.try_get_context(BACKPLANE_CONTEXT)),
         )
         self.edge_routes = self.sse.edge_routes
         self.edge_endpoints = self.sse.edge_endpoints

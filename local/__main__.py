@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         description="Run the polling API, the WebSocket API, the SSE service, the fan-out and "
         "the demo page on 127.0.0.1, over a local DynamoDB.",
     )
-    for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb"):
+    for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb", "broker"):
         parser.add_argument(
             f"--{name}-port",
             type=int,
@@ -71,6 +71,19 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
         "picks a seed, printed in the banner, that replays the run (or LOCAL_DISORDER)",
     )
     parser.add_argument(
+        "--broker",
+        choices=("on", "off"),
+        default=os.environ.get("LOCAL_BROKER") or "on",
+        help="on (default): the SSE service is pushed events through a broker, as deployed "
+        "(sse_service.broker); off: it polls the log per channel (or LOCAL_BROKER=off)",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=os.environ.get("LOCAL_BROKER_URL"),
+        metavar="URL",
+        help="use this Redis or Valkey server (redis://...) instead of starting fakeredis",
+    )
+    parser.add_argument(
         "--stream-disorder",
         type=int,
         default=_optional_int(os.environ.get("LOCAL_STREAM_DISORDER")),
@@ -88,9 +101,12 @@ def parse_args(argv: list[str] | None = None) -> LocalConfig:
             websocket=args.websocket_port,
             management=args.management_port,
             dynamodb=args.dynamodb_port,
+            broker=args.broker_port,
         ),
         outputs_file=args.outputs,
         dynamodb_endpoint=args.dynamodb_endpoint,
+        broker=args.broker == "on",
+        broker_url=args.broker_url,
         auth=args.auth == "on",
         dev_secret_file=args.dev_secret_file,
         stream_disorder_seed=args.stream_disorder,

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import uvicorn
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+CHILD_START_TIMEOUT_SECONDS = 30.0
+CHILD_STOP_TIMEOUT_SECONDS = 5.0
 
 
 class PortInUse(RuntimeError):
@@ -52,3 +63,63 @@ class EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class ChildDidNotStart(RuntimeError):
+    """A service process ended, or said nothing, before it served."""
+
+
+@contextlib.contextmanager
+def child_service(module: str, port: int, *, name: str) -> Iterator[str]:
+    """Run ``python -m <module> --port <port>`` (a service of the local stack); yield its URL.
+
+    The child prints its URL on its first line of output, then serves until its
+    standard input closes, which is how it stops with the stack that started it,
+    whichever way that stack ends (Ctrl-C, an error, or a kill), with no signal
+    handling to get right on each platform.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)])},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        # Out of the terminal's process group: Ctrl-C stops the stack, and the stack stops
+        # this last, after the servers that still use it on their way out.
+        start_new_session=True,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        url = _first_line(process.stdout, timeout=CHILD_START_TIMEOUT_SECONDS)
+        if "://" not in url:
+            process.kill()
+            raise ChildDidNotStart(
+                f"the local {name} did not start on port {port} "
+                f"(exit {process.wait()}); its errors are above"
+            )
+        yield url
+    finally:
+        process.stdin.close()  # the child's signal to stop
+        try:
+            process.wait(timeout=CHILD_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def wait_until_closed(stream: IO[bytes]) -> None:
+    """Block until ``stream`` (a child service's stdin) reaches its end."""
+    while stream.read(1024):
+        pass
+
+
+def _first_line(stream: IO[str], *, timeout: float) -> str:
+    # A thread, so a child that hangs before printing cannot hang the stack with it.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return lines[0].strip() if lines else ""

@@ -56,11 +56,11 @@ from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
 from local.disorder import Disorder
-from local.servers import EmbeddedServer, PortInUse, bind, port_of
+from local.servers import HOST, EmbeddedServer, PortInUse, bind, child_service, port_of
+from sse_service.settings import SSE_BROKER_URL_ENV
 
 logger = logging.getLogger("local")
 
-HOST = "127.0.0.1"
 REGION = "us-east-1"
 DEMO_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -75,10 +75,11 @@ class Ports:
     websocket: int = 8003
     management: int = 8004
     dynamodb: int = 8005
+    broker: int = 8006
 
     @classmethod
     def ephemeral(cls) -> Ports:
-        return cls(demo=0, polling=0, sse=0, websocket=0, management=0, dynamodb=0)
+        return cls(demo=0, polling=0, sse=0, websocket=0, management=0, dynamodb=0, broker=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +88,10 @@ class LocalConfig:
     outputs_file: Path = endpoints.LOCAL_OUTPUTS_FILE
     dynamodb_endpoint: str | None = None
     """An existing DynamoDB endpoint (a real region's, or another emulator); None starts moto."""
+    broker: bool = True
+    """The SSE service's push backplane, as deployed; off: its feeds poll the log."""
+    broker_url: str | None = None
+    """An existing Redis or Valkey server for it; None starts fakeredis (``local.broker``)."""
     events_table: str = "events"
     connections_table: str = "connections"
     stream_poll_interval: float = 0.05
@@ -241,12 +246,23 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         if config.dynamodb_endpoint:
             dynamodb_endpoint = config.dynamodb_endpoint
         else:
-            from local.dynamodb import dynamodb_process
-
             bind(
                 HOST, ports.dynamodb, name="dynamodb", option="--dynamodb-port"
             ).close()  # fail early and clearly
-            dynamodb_endpoint = stack.enter_context(dynamodb_process(ports.dynamodb))
+            dynamodb_endpoint = stack.enter_context(
+                child_service("local.dynamodb", ports.dynamodb, name="DynamoDB (moto)")
+            )
+        broker_url = None
+        if config.broker:
+            broker_url = config.broker_url
+            if broker_url is None:
+                bind(HOST, ports.broker, name="broker", option="--broker-port").close()
+                broker_url = stack.enter_context(
+                    child_service("local.broker", ports.broker, name="broker (fakeredis)")
+                )
+            os.environ[SSE_BROKER_URL_ENV] = broker_url  # the SSE app and the relay read it
+        else:
+            os.environ.pop(SSE_BROKER_URL_ENV, None)
         _configure_environment(config, dynamodb_endpoint)
         secret = _configure_auth(config)
         if secret is None:
@@ -309,6 +325,22 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         )
         await asyncio.to_thread(mapping.start)
         stack.callback(mapping.stop)
+        if broker_url is not None:
+            # The stream's second reader, as deployed (infra/sse_service.py): the broker relay.
+            from eventlog.stream import EVENT_INSERTS
+            from sse_service import relay
+
+            relay_mapping = LocalStreamMapping(
+                streams_client=streams,
+                stream_arn=stream_arn,
+                handler=relay.handler,
+                filter_patterns=EVENT_INSERTS,
+                region=os.environ["AWS_REGION"],
+                max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
+                poll_interval=config.stream_poll_interval,
+            )
+            await asyncio.to_thread(relay_mapping.start)
+            stack.callback(relay_mapping.stop)
 
         base = {name: f"http://{HOST}:{port_of(sock)}" for name, sock in sockets.items()}
         outputs = {
@@ -321,7 +353,10 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
                 endpoints.WEBSOCKET_URL: gateway.url,
                 endpoints.CONNECTIONS_TABLE_NAME: config.connections_table,
             },
-            endpoints.SSE_STACK: {endpoints.SSE_URL: base["sse"]},
+            endpoints.SSE_STACK: {
+                endpoints.SSE_URL: base["sse"],
+                **({endpoints.LOCAL_BROKER_URL: broker_url} if broker_url else {}),
+            },
             endpoints.EDGE_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
         }
         if secret is not None:
@@ -381,6 +416,11 @@ async def serve_until_stopped(config: LocalConfig) -> None:
         print("\nstopping...", flush=True)
 
 
+def found_broker(outputs: dict[str, dict[str, str]]) -> str:
+    url = outputs.get(endpoints.SSE_STACK, {}).get(endpoints.LOCAL_BROKER_URL)
+    return f"{url} (events pushed to the SSE service)" if url else "off: SSE polls the log"
+
+
 def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> None:
     found = endpoints.Endpoints.from_outputs(outputs)
     if config.auth:
@@ -408,6 +448,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         f"  SSE            {found.sse_url}",
         f"  WebSocket API  {found.websocket_url}",
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
+        f"  SSE broker     {found_broker(outputs)}",
         f"  endpoints file {config.outputs_file}",
         *auth,
         *disorder,

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +87,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def launched(
-    folder: Path, *, disorder_seed: int | None = None
+    folder: Path, *, disorder_seed: int | None = None, extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
     """``python -m local`` in ``folder``, running once its endpoints file is written."""
     outputs_file = folder / "outputs.json"
     log_file = folder / "stack.log"
     ports = [
         f"--{name}-port=0"
-        for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb")
+        for name in ("demo", "polling", "sse", "websocket", "management", "dynamodb", "broker")
     ]
     env = {
         # Only the option above decides: a developer's LOCAL_DISORDER must not leak in.
@@ -116,6 +116,7 @@ def launched(
                 "--dev-secret-file",
                 str(folder / "dev-secret"),
                 *([] if disorder_seed is None else ["--disorder", str(disorder_seed)]),
+                *extra_args,
             ],
             cwd=ROOT,
             env=env,

@@ -6,6 +6,7 @@ import io
 import math
 from contextlib import redirect_stdout
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ PRICES = cost.load_prices()
 MINUTES = cost.HOURS_PER_MONTH * 60  # 43,800
 
 
-def costs(**load: Any) -> dict[str, cost.Breakdown]:
-    return cost.monthly_costs(cost.Load(**load), prices=PRICES, deployment=cost.Deployment())
+def costs(backplane: str = "broker", **load: Any) -> dict[str, cost.Breakdown]:
+    deployment = replace(cost.Deployment(), sse_backplane=backplane)
+    return cost.monthly_costs(cost.Load(**load), prices=PRICES, deployment=deployment)
 
 
 # --- the price file -------------------------------------------------------------------------
@@ -84,21 +86,44 @@ def test_a_long_poll_rereads_on_the_pause_schedule() -> None:
     assert cost.long_poll_reads(0.1) == 2
 
 
-def test_sse_has_a_floor_of_two_tasks_and_a_load_balancer() -> None:
+def test_sse_has_a_floor_of_two_tasks_a_load_balancer_and_a_broker() -> None:
     sse = costs(clients=0, events_per_minute=0)["sse"]
     assert sse["Fargate vCPU"] == pytest.approx(2 * 730 * 0.03238)  # $47.27
     assert sse["Fargate memory"] == pytest.approx(2 * 2 * 730 * 0.00356)  # $10.40
     assert sse["public IPv4 per task"] == pytest.approx(2 * 730 * 0.005)  # $7.30
     assert sse["ALB hours"] == pytest.approx(730 * 0.0225)  # $16.43
+    # ElastiCache Serverless for Valkey meters at least 100 MB: 0.1 x 730 h x $0.084
+    assert sse["broker storage floor (ElastiCache)"] == pytest.approx(6.13, abs=0.01)
+    assert "shared reader reads (DynamoDB)" not in sse  # nothing polls the log
+    assert sum(sse.values()) == pytest.approx(87.53, abs=0.01)
+
+
+def test_without_the_broker_each_task_polls_each_channel() -> None:
+    sse = costs(clients=0, events_per_minute=0, backplane="log")["sse"]
     # each task reads the channel every 0.25 s: 2 x 10.512 million reads
     assert sse["shared reader reads (DynamoDB)"] == pytest.approx(2 * MINUTES * 240 * 0.125e-6)
-    assert sum(sse.values()) == pytest.approx(84.02, abs=0.01)
-
-
-def test_sse_log_reads_do_not_grow_with_clients() -> None:
-    few = costs(clients=100, events_per_minute=6)["sse"]
-    many = costs(clients=5000, events_per_minute=6)["sse"]
+    assert "broker ECPUs (ElastiCache)" not in sse
+    few = costs(clients=100, events_per_minute=6, backplane="log")["sse"]
+    many = costs(clients=5000, events_per_minute=6, backplane="log")["sse"]
     assert few["shared reader reads (DynamoDB)"] == many["shared reader reads (DynamoDB)"]
+
+
+def test_the_broker_bills_each_event_once_and_once_per_task_that_has_its_channel() -> None:
+    # 1,000 clients on one channel: both tasks have it; 43,800 events a month
+    sse = costs(clients=1000, events_per_minute=1)["sse"]
+    assert sse["broker ECPUs (ElastiCache)"] == pytest.approx(43_800 * (1 + 2) * 2.3e-9)
+    assert sse["broker relay Lambda"] == pytest.approx(
+        43_800 * (0.2e-6 + 0.25 * 0.010 * 0.0000133334)
+    )
+
+
+def test_many_channels_cost_sse_no_more_than_websocket_with_the_broker() -> None:
+    """The load that made the per-channel readers cost $1.3M a month."""
+    load: dict[str, Any] = {"clients": 1_000_000, "channels": 100_000, "events_per_minute": 1}
+    with_broker = cost.totals(costs(**load))
+    assert with_broker["sse"] <= with_broker["websocket"]
+    polling_the_log = cost.totals(costs(backplane="log", **load))
+    assert polling_the_log["sse"] > 5 * polling_the_log["websocket"]
 
 
 def test_sse_tasks_are_sized_by_cpu_when_events_are_frequent() -> None:
@@ -192,3 +217,8 @@ def test_the_command_line_prints_every_transport_and_the_cheapest() -> None:
 def test_the_command_line_refuses_an_impossible_load() -> None:
     with pytest.raises(SystemExit):
         cost.main(["--clients", "-1"])
+
+
+def test_the_readme_states_where_each_transport_wins_as_the_model_does() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert cost.sweep_table(PRICES) in readme, "regenerate it: python -m bench.cost --sweep"

@@ -234,3 +234,82 @@ def test_the_task_count_knob_is_checked() -> None:
     for bad in ("0", "11", "two"):
         with pytest.raises(ValueError, match="sseTasks"):
             tasks_from(bad)
+
+
+# --- the push backplane (infra.sse_broker) --------------------------------------------------------
+
+
+def test_the_broker_is_a_valkey_serverless_cache_reachable_from_the_relay_and_tasks_only(
+    template: Template, stack: SseStack
+) -> None:
+    from infra.sse_broker import BROKER_PORT
+
+    cache = only(template, "AWS::ElastiCache::ServerlessCache")["Properties"]
+    assert cache["Engine"] == "valkey"
+    assert len(cache["SubnetIds"]) >= 2  # serverless caches span availability zones
+    assert stack.sse.broker is not None
+    (cache_group,) = cache["SecurityGroupIds"]
+    ingress = [
+        rule["Properties"]
+        for rule in template.find_resources("AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"] == cache_group
+    ]
+    assert ingress, "nothing may reach the broker"
+    assert {(rule["FromPort"], rule["ToPort"]) for rule in ingress} == {(BROKER_PORT, BROKER_PORT)}
+    sources = {str(rule["SourceSecurityGroupId"]) for rule in ingress}
+    assert len(sources) == 2  # the relay's group and the tasks' group, no CIDR
+    assert all("CidrIp" not in rule for rule in ingress)
+
+
+def test_the_tasks_get_the_broker_url_over_tls(template: Template) -> None:
+    from sse_service.settings import SSE_BROKER_URL_ENV
+
+    container = only(template, "AWS::ECS::TaskDefinition")["Properties"]["ContainerDefinitions"][0]
+    variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+    url = variables[SSE_BROKER_URL_ENV]
+    assert url["Fn::Join"][1][0] == "rediss://"  # serverless caches require TLS
+
+
+def test_the_relay_reads_event_inserts_from_the_stream_inside_the_vpc(template: Template) -> None:
+    from eventlog.stream import EVENT_INSERTS
+
+    relays = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "sse_service.relay.handler"}},
+    )
+    assert len(relays) == 1
+    (relay_id, relay) = next(iter(relays.items()))
+    assert relay["Properties"]["VpcConfig"]["SubnetIds"]
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionName": {"Ref": relay_id},
+            "FilterCriteria": {"Filters": [{"Pattern": Match.serialized_json(EVENT_INSERTS[0])}]},
+            "BisectBatchOnFunctionError": True,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "DestinationConfig": {"OnFailure": Match.object_like({})},
+        },
+    )
+
+
+def test_sse_backplane_log_deploys_no_broker(tmp_path: Path) -> None:
+    from infra.sse_broker import BACKPLANE_CONTEXT
+
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={"aws:cdk:bundling-stacks": [], BACKPLANE_CONTEXT: "log"},
+    )
+    event_log = EventLogStack(app, endpoints.EVENT_LOG_STACK)
+    auth = AuthStack(app, endpoints.AUTH_STACK)
+    stack = SseStack(app, endpoints.SSE_STACK, events_table=event_log.table, auth=auth.auth)
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::ElastiCache::ServerlessCache", 0)
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 0)
+
+
+def test_an_unknown_backplane_is_refused() -> None:
+    from infra.sse_broker import backplane_from
+
+    assert backplane_from(None) == "broker"
+    with pytest.raises(ValueError, match="sseBackplane must be one of broker, log"):
+        backplane_from("kafka")

@@ -28,6 +28,7 @@ DEMO_URL = "DemoUrl"
 EVENTS_TABLE_NAME = "EventsTableName"
 CONNECTIONS_TABLE_NAME = "ConnectionsTableName"
 LOCAL_DYNAMODB_ENDPOINT = "LocalDynamoDbEndpoint"
+LOCAL_BROKER_URL = "LocalBrokerUrl"
 """Only the local stack writes this one: deployed tables are at the region's endpoint."""
 LOCAL_DEV_TOKEN_URL = "LocalDevTokenUrl"  # noqa: S105 (an output key)
 """Only the local stack writes this one, and only with auth on: where development tokens

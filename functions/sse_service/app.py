@@ -78,6 +78,7 @@ from auth.verifier import Verifier, token_from
 from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers, problem_response
+from sse_service.broker import BrokerLink
 from sse_service.hub import Hub, Subscriber
 from sse_service.settings import METRICS_NAMESPACE, STREAM_PATH, ServiceSettings
 
@@ -257,6 +258,7 @@ def create_app(
     """
     settings = settings or ServiceSettings.from_env()
     gate = gate or token_gate(Verifier.from_env())
+    broker = BrokerLink(settings.broker_url) if settings.broker_url else None
     hub = Hub(
         log=log or default_log(),
         queue_bytes=settings.queue_bytes,
@@ -264,12 +266,15 @@ def create_app(
         reader_interval_seconds=settings.reader_interval_seconds,
         drain_seconds=settings.drain_seconds,
         retry_milliseconds=settings.retry_milliseconds,
+        broker=broker,
     )
     retry_after = str(max(1, math.ceil(settings.retry_milliseconds / 1000)))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_watch_for_shutdown(hub), name="sse-drain-watcher")]
+        if broker is not None:
+            broker.start()
         if settings.metrics_interval_seconds is not None:
             tasks.append(
                 asyncio.create_task(
@@ -286,6 +291,8 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await task
             await hub.aclose()
+            if broker is not None:
+                await broker.aclose()
 
     app = FastAPI(
         title="Realtime delivery: Server-Sent Events",

@@ -83,6 +83,7 @@ expire).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -96,6 +97,7 @@ import anyio.to_thread
 from eventlog.config import MAX_READ_LIMIT
 from eventlog.events import Event, encode_json
 from eventlog.log import EventLog, ReadResult
+from sse_service.broker import BrokerLink
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +239,16 @@ def next_slice(frames: deque[Frame], max_bytes: int) -> tuple[list[Frame], int]:
 
 
 class ChannelFeed:
-    """The one reader of a channel in this process, alive while the channel has subscribers."""
+    """The one reader of a channel in this process, alive while the channel has subscribers.
+
+    Without a broker (or while it is unreachable) the feed polls the log every reader
+    interval. With one (``sse_service.broker``) the broker pushes the channel's events
+    and the log is read only to catch up: when the subscription is confirmed, when a
+    pushed event is not the next seq (the stream does not promise seq order, and a
+    tombstone is never pushed), and again while such a read stops at a seq still
+    being written. Either source hands out contiguous runs in seq order, and a seq
+    handed out is never handed out again, so the join argument above holds for both.
+    """
 
     def __init__(self, *, hub: Hub, channel: str) -> None:
         self.hub = hub
@@ -245,11 +256,71 @@ class ChannelFeed:
         self.subscribers: set[Subscriber] = set()
         self.position: int | None = None  # last seq handed out; None until the head is read
         self.task: asyncio.Task[None] | None = None
+        self.push = False  # the broker confirmed this channel's subscription
+        self.catch_up = False  # a read of the log is due before pushed events can follow
+        self._ahead: dict[int, Frame] = {}  # pushed events after a gap, until a read fills it
+        self._wake = asyncio.Event()
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"sse-feed:{self.channel}"
         )
+        if self.hub.broker is not None:
+            self.hub.broker.watch(self.channel, self)
+
+    # --- what the broker says (sse_service.broker.Watcher) --------------------------------------
+
+    def subscribed(self) -> None:
+        self.push = True
+        self.catch_up = True  # what was published before this moment is in the log
+        self._wake.set()
+
+    def unsubscribed(self) -> None:
+        self.push = False
+        self._ahead.clear()
+        self._wake.set()
+
+    def pushed(self, payload: bytes) -> None:
+        if not self.push:
+            return
+        try:
+            event = Event.decode(payload)
+        except Exception:
+            logger.warning(
+                "channel %r: an unreadable broker message; reading the log", self.channel
+            )
+            self._read_soon()
+            return
+        if self.position is None or event.seq <= self.position:
+            return  # the first read of the head, or a read since, covers it
+        self._ahead[event.seq] = (event.seq, event_frame(event))
+        if len(self._ahead) > MAX_READ_LIMIT:
+            self._ahead.clear()  # a long gap: the log has them all anyway
+        self._hand_out_ahead()
+        if self._ahead:
+            self._read_soon()  # a gap before them
+
+    def _read_soon(self) -> None:
+        self.catch_up = True
+        self._wake.set()
+
+    def _hand_out_ahead(self) -> None:
+        assert self.position is not None
+        for seq in [seq for seq in self._ahead if seq <= self.position]:
+            del self._ahead[seq]
+        frames: list[Frame] = []
+        while self.position + 1 + len(frames) in self._ahead:
+            frames.append(self._ahead.pop(self.position + 1 + len(frames)))
+        if frames:
+            self._offer(frames)
+
+    async def _wait(self, seconds: float | None) -> None:
+        """Until woken (a push, a gap, the broker's news), or ``seconds`` have passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    # --- the loop -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         interval = self.hub.reader_interval_seconds
@@ -260,26 +331,40 @@ class ChannelFeed:
                     if self.position is None:
                         await self._start_at_head()
                         continue
+                    if self.push and not self.catch_up:
+                        await self._wait(None)  # until a push, a gap, or a lost broker
+                        continue
+                    self.catch_up = False
                     result = await self.hub.read(self.channel, self.position)
                 except Exception:
                     # The log is unavailable or throttling: the streams stay open (their
                     # heartbeats continue) and the feed retries, backing off.
                     logger.exception("reading %r failed; retrying in %.1f s", self.channel, backoff)
+                    self.catch_up = self.push
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_READER_BACKOFF_SECONDS)
                     continue
                 backoff = interval
                 if result.reset:
                     self._history_moved(result)
-                elif result.next > self.position:
+                else:
                     self._hand_out(result)
                     if result.events and result.head is None:
+                        self.catch_up = True
                         continue  # more are waiting: read again at once
-                await asyncio.sleep(interval)
+                if self.push:
+                    if result.head is None or self._ahead:
+                        # Stopped at a seq still being written: read again after the interval.
+                        self.catch_up = True
+                        await self._wait(interval)
+                    continue
+                await self._wait(interval)
         finally:
             # No await between the loop's last check and this: a subscriber that joins
             # now finds no feed and starts a new one.
             self.hub.feed_ended(self)
+            if self.hub.broker is not None:
+                self.hub.broker.unwatch(self.channel, self)
 
     async def _start_at_head(self) -> None:
         self.position = await self.hub.head(self.channel)
@@ -292,18 +377,26 @@ class ChannelFeed:
         A seq without an event (a tombstone: its publisher never wrote it) is an empty
         frame, never sent: a stream still sees every seq, however its queue is sliced
         into writes, so it tells "nothing to send there" from a gap. Tombstones are
-        rare, so these cost next to nothing.
+        rare, so these cost next to nothing. Pushed events may have moved the position
+        while the read was on its way: only what is still after it is handed out.
         """
         assert self.position is not None
-        events = {event.seq: event for event in result.events}
-        frames = [
-            (seq, event_frame(events[seq]) if seq in events else b"")
-            for seq in range(self.position + 1, result.next + 1)
-        ]
+        self.hub.stats["events_read"] += len(result.events)
+        if result.next > self.position:
+            events = {event.seq: event for event in result.events}
+            self._offer(
+                [
+                    (seq, event_frame(events[seq]) if seq in events else b"")
+                    for seq in range(self.position + 1, result.next + 1)
+                ]
+            )
+        if self._ahead:
+            self._hand_out_ahead()
+
+    def _offer(self, frames: list[Frame]) -> None:
         for subscriber in list(self.subscribers):
             subscriber.offer(frames)
-        self.position = result.next
-        self.hub.stats["events_read"] += len(result.events)
+        self.position = frames[-1][0]
 
     def _history_moved(self, result: ReadResult) -> None:
         logger.warning(
@@ -314,6 +407,7 @@ class ChannelFeed:
         for subscriber in list(self.subscribers):
             subscriber.close("reset")
         self.position = result.next
+        self._ahead.clear()
 
 
 class Hub:
@@ -328,8 +422,11 @@ class Hub:
         reader_interval_seconds: float,
         drain_seconds: float,
         retry_milliseconds: int,
+        broker: BrokerLink | None = None,
     ) -> None:
         self.log = log
+        self.broker = broker
+        """The push backplane (``sse_service.broker``); None: every feed polls the log."""
         self.queue_bytes = queue_bytes
         self.write_slice_bytes = write_slice_bytes
         self.reader_interval_seconds = reader_interval_seconds
@@ -529,9 +626,14 @@ class Hub:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def snapshot(self) -> dict[str, Any]:
+        broker: dict[str, Any] = {"broker": "off"}
+        if self.broker is not None:
+            state = "connected" if self.broker.connected else "disconnected"
+            broker = {"broker": state, **{f"broker_{k}": v for k, v in self.broker.stats.items()}}
         return {
             "open_streams": self.open_streams,
             "channels": len(self.feeds),
             "draining": self.draining,
+            **broker,
             **self.stats,
         }

@@ -53,6 +53,9 @@ SSE_PORT = 8080
 """The port the container listens on (unprivileged: the container runs as a non-root user)."""
 
 
+SSE_BROKER_URL_ENV = "SSE_BROKER_URL"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceSettings:
     """How one SSE process behaves. Every field has an ``SSE_*`` environment variable.
@@ -77,6 +80,9 @@ class ServiceSettings:
     """Seconds between CloudWatch EMF lines with the open-stream count; None: no metrics."""
     metrics_service: str = "sse"
     """The ``Service`` dimension of those metrics (the infrastructure sets the stack name)."""
+    broker_url: str | None = None
+    """The push backplane (``sse_service.broker``): ``redis://`` or ``rediss://`` (TLS, as
+    ElastiCache Serverless requires); None: every channel's feed polls the log."""
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_seconds < ALB_IDLE_TIMEOUT_SECONDS:
@@ -101,6 +107,10 @@ class ServiceSettings:
             raise ValueError(f"queue_bytes must hold one read of the log and a slice, {least}")
         if self.metrics_interval_seconds is not None and self.metrics_interval_seconds <= 0:
             raise ValueError("metrics_interval_seconds must be positive")
+        if self.broker_url is not None and not self.broker_url.startswith(
+            ("redis://", "rediss://")
+        ):
+            raise ValueError("broker_url must be a redis:// or rediss:// URL")
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -122,6 +132,7 @@ class ServiceSettings:
             if metrics is None
             else env_float("SSE_METRICS_INTERVAL_SECONDS", 60.0),
             metrics_service=env_str("SSE_METRICS_SERVICE") or "sse",
+            broker_url=env_str(SSE_BROKER_URL_ENV),
         )
 
 

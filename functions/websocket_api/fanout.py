@@ -68,7 +68,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog import schema
+from eventlog import stream
 from eventlog.events import Event
 from websocket_api import frames, management
 from websocket_api.config import (
@@ -82,11 +82,8 @@ from websocket_api.management import PostFailed
 
 logger = logging.getLogger(__name__)
 
-STREAM_FILTER_PATTERNS: list[Mapping[str, Any]] = [
-    {"eventName": ["INSERT"], "dynamodb": {"NewImage": {schema.EVENT: {"S": [{"exists": True}]}}}}
-]
-"""The event source mapping's filter (Lambda event filtering syntax): event INSERTs only.
-The stack deploys it and the local stack applies it, from this one definition."""
+STREAM_FILTER_PATTERNS: list[Mapping[str, Any]] = stream.EVENT_INSERTS
+"""The event source mapping's filter: event INSERTs only (``eventlog.stream``)."""
 
 
 @dataclass
@@ -286,12 +283,9 @@ def unfinished(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def event_frame(record: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(channel, event frame)`` for a stream record that adds an event, else None."""
-    if record.get("eventName") != "INSERT":
-        return None
-    image = record.get("dynamodb", {}).get("NewImage", {})
-    if schema.EVENT not in image:
+    encoded = stream.inserted_event(record)
+    if encoded is None:
         return None  # the head item, or a tombstone: nothing to deliver
-    encoded = image[schema.EVENT]["S"]
     event = Event.decode(encoded)  # a record that is not an Event fails here, not at the client
     return event.channel, frames.event(encoded)
 
