@@ -304,15 +304,20 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             gateway.management_endpoint
         )  # the stage's, as deployed
 
-        streams: Any = boto3.client("dynamodbstreams")
-        if disorder is not None:
-            streams = disorder.stream(streams)
-        elif config.stream_disorder_seed is not None:
-            from local.stream_disorder import DisorderedStream
+        def stream_reader() -> Any:
+            """A Streams client for one reader: a disordered one holds records per shard,
+            so two readers sharing it would take each other's."""
+            streams: Any = boto3.client("dynamodbstreams")
+            if disorder is not None:
+                return disorder.stream(streams)
+            if config.stream_disorder_seed is not None:
+                from local.stream_disorder import DisorderedStream
 
-            streams = DisorderedStream(streams, seed=config.stream_disorder_seed)
+                return DisorderedStream(streams, seed=config.stream_disorder_seed)
+            return streams
+
         mapping = LocalStreamMapping(
-            streams_client=streams,
+            streams_client=stream_reader(),
             stream_arn=stream_arn,
             handler=fanout.handler,
             filter_patterns=fanout.STREAM_FILTER_PATTERNS,
@@ -331,7 +336,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             from sse_service import relay
 
             relay_mapping = LocalStreamMapping(
-                streams_client=streams,
+                streams_client=stream_reader(),
                 stream_arn=stream_arn,
                 handler=relay.handler,
                 filter_patterns=EVENT_INSERTS,
