@@ -118,10 +118,12 @@ def post(
     max_attempts: int = POST_MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
     out_of_time: Callable[[], bool] = lambda: False,
+    on_transient: Callable[[BaseException], None] | None = None,
 ) -> bool:
     """Send one frame; False if the connection is gone, ``PostFailed`` if it could not be sent.
 
     ``out_of_time`` is asked before each retry: once it says so, the frame fails (transient).
+    ``on_transient`` hears every throttled or transient failure (the fan-out counts throttles).
     """
     data = frame.encode()
     attempt = 0
@@ -134,6 +136,8 @@ def post(
                 return False
             if kind == "permanent":
                 raise PostFailed(connection_id, _describe(exc), transient=False) from exc
+            if on_transient is not None:
+                on_transient(exc)
             attempt += 1
             if attempt >= max_attempts or out_of_time():
                 raise PostFailed(connection_id, _describe(exc), transient=True) from exc
@@ -166,6 +170,15 @@ def classify(exc: BaseException) -> str:
     if code in _THROTTLED or status == 429 or (isinstance(status, int) and status >= 500):
         return "retry"
     return "permanent"
+
+
+def throttled(exc: BaseException) -> bool:
+    """Whether API Gateway refused ``exc``'s call for the rate (429), not for a fault."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    return code in _THROTTLED or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429
 
 
 def _describe(exc: BaseException) -> str:

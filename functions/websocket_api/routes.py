@@ -62,6 +62,7 @@ from auth.config import OFF_WARNING, mode_from_env
 from eventlog.config import MAX_READ_LIMIT
 from eventlog.errors import EventLogError, Throttled, is_throttling
 from eventlog.log import EventLog, default_log
+from eventlog.structured_logs import fields, install
 from websocket_api import frames, management
 from websocket_api.config import (
     BACKLOG_STALL_FIRST_PAUSE_SECONDS,
@@ -170,6 +171,7 @@ def connect(event: Mapping[str, Any], context: Any = None) -> Response:
     """Record the connection. No frame: posting during ``$connect`` answers 410 on AWS."""
     request = Request.from_event(event)
     services().connections.connect(request.connection_id, connected_at_ms=request.connected_at_ms)
+    _log_request(event, request, outcome="ok")
     return OK
 
 
@@ -177,6 +179,7 @@ def disconnect(event: Mapping[str, Any], context: Any = None) -> Response:
     """Forget the connection and its subscriptions (best effort: TTL catches the rest)."""
     request = Request.from_event(event)
     services().connections.forget(request.connection_id)
+    _log_request(event, request, outcome="ok")
     return OK
 
 
@@ -219,17 +222,22 @@ def authorize(request: Request, *, scope: Scope, channel: str) -> Claims | None:
 def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Response:
     request = Request.from_event(event)
     sender = Sender(request)
+    frame: ClientFrame | None = None
+    outcome, seq = "internal_error", None
     try:
         frame = frames.parse_frame(request.body)
         if expected is None or not isinstance(frame, expected):
             # Only a router that disagrees with API Gateway's selection gets here.
             raise frames.unknown_action(f"{type(frame).__name__.lower()} on {request.route_key}")
-        _dispatch(request, frame, sender)
+        seq = _dispatch(request, frame, sender)
+        outcome = "ok"
     except EventLogError as exc:
+        outcome = exc.code
         sender.send(frames.error_for(exc))
     except Exception as exc:
         if is_throttling(exc):
             # The client's to retry, as over HTTP: nothing was written.
+            outcome = "throttled"
             sender.send(
                 frames.error_for(Throttled("the event log is over capacity; retry shortly"))
             )
@@ -238,10 +246,13 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
         with contextlib.suppress(Exception):  # the original failure is the one to report
             sender.send(frames.error("internal_error", "the server failed; try again"))
         raise
+    finally:
+        _log_request(event, request, outcome=outcome, frame=frame, seq=seq)
     return OK
 
 
-def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
+def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> int | None:
+    """Serve one action; the seq it concerns (a subscription's head, a published event's)."""
     log = services().log
     connections = services().connections
     match frame:
@@ -256,14 +267,43 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender) -> None:
             head = log.head(channel)
             if sender.send(frames.subscribed(channel, head)) and after is not None:
                 send_backlog(log, sender, channel=channel, after=after, head=head)
+            return head
         case Unsubscribe(channel=channel):
             connections.unsubscribe(request.connection_id, channel)
             sender.send(frames.unsubscribed(channel))
         case Publish(channel=channel, data=data):
             authorize(request, scope="publish", channel=channel)
-            sender.send(frames.published(log.publish(channel, data)))
+            published = log.publish(channel, data)
+            sender.send(frames.published(published))
+            return published.seq
         case Ping():
             sender.send(frames.pong())
+    return None
+
+
+def _log_request(
+    event: Mapping[str, Any],
+    request: Request,
+    *,
+    outcome: str,
+    frame: ClientFrame | None = None,
+    seq: int | None = None,
+) -> None:
+    # One line per request, with what an operator searches by; never the event (the
+    # $connect event holds the token), never a frame's data.
+    logger.info(
+        "%s %s",
+        request.route_key,
+        outcome,
+        extra=fields(
+            transport="websocket",
+            outcome=outcome,
+            request_id=event["requestContext"].get("requestId"),
+            channel=getattr(frame, "channel", None),
+            seq=seq,
+            connection_id=request.connection_id,
+        ),
+    )
 
 
 def send_backlog(
@@ -300,6 +340,8 @@ def send_backlog(
             stalls += 1
         cursor = page.next
 
+
+install()  # tokens never reach a log line (eventlog.structured_logs)
 
 ROUTES: dict[str, Callable[[Mapping[str, Any], Any], Response]] = {
     "$connect": connect,
