@@ -215,16 +215,18 @@ class Watched:
 
 
 def code_metric(
-    metric: metrics.Metric, *, service: str, statistic: str = "Sum", label: str | None = None
+    metric: metrics.Metric, *, service: str, statistic: str = "Sum"
 ) -> cloudwatch.Metric:
-    """A metric the code emits (``eventlog.metrics``), as CloudWatch will know it."""
+    """A metric the code emits (``eventlog.metrics``), as CloudWatch will know it.
+
+    No label: an alarm on a labelled metric is written as metric math, which is harder to
+    read in the console for nothing."""
     return cloudwatch.Metric(
         namespace=metric.namespace,
         metric_name=metric.name,
         dimensions_map={metrics.SERVICE_DIMENSION: service},
         statistic=statistic,
         period=_ONE_MINUTE,
-        label=label or f"{metric.name} ({statistic})",
     )
 
 

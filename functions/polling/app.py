@@ -239,9 +239,12 @@ class RequestLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            await self._logged(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)  # lifespan: nothing to log
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500  # unless a response starts: an exception escaped every handler
 
         async def watching(message: Message) -> None:

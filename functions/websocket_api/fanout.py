@@ -46,6 +46,10 @@ write their events, so N+1 can be written, streamed and delivered just before N
 (``eventlog.log``). The client's sequencer holds N+1 and fills N from the log; a
 retried record can arrive twice, and clients drop duplicates by ``seq``.
 
+Each batch ends with one metrics line (``eventlog.metrics``): posts, 410s, throttles,
+the batch's duration and each event's delivery age (now minus its ``time``), which an
+alarm watches. It is the batch's log line too: its outcome and size, never an event.
+
 The stream also carries the head item (``seq = HEAD_SEQ``), tombstones (seqs
 whose publisher never wrote them) and TTL deletions. The event source mapping
 filters them out (INSERTs with ``NewImage.event``); ``event_frame`` checks again,

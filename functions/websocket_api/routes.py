@@ -46,6 +46,8 @@ on the fan-out delivers nothing to it, sends ``expired`` and closes the connecti
 reached a handler without claims, when auth is on, is refused as ``unauthorized``:
 a misconfigured API fails closed. ``unsubscribe`` and ``ping`` need no scope.
 Events are never logged: the ``$connect`` event carries the token in its query string.
+Each request gets one log line of fields instead (``eventlog.structured_logs``): route,
+outcome, API Gateway's request id, connection id, channel and seq.
 """
 
 from __future__ import annotations
