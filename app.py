@@ -59,6 +59,7 @@ def main() -> None:
         endpoints.OPERATIONS_STACK,
         env=env,
         watched=[watch for transport in transports for watch in transport.watched],
+        graphs=[graph for transport in transports for graph in transport.graphs],
     )
     app.synth()
 

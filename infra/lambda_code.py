@@ -43,6 +43,12 @@ LAMBDA_PLATFORM = "aarch64-manylinux2014"
 UV_VERSION = "0.13.9"
 NO_COLOR = ("--color", "never")
 
+LOGGING_FORMAT = lambda_.LoggingFormat.JSON
+"""Every function logs JSON: the runtime adds ``requestId`` and each ``extra=`` field to a
+line (``eventlog.structured_logs``), so Logs Insights can filter on them without parsing."""
+APPLICATION_LOG_LEVEL = lambda_.ApplicationLogLevel.INFO
+"""One line per request or batch at INFO; DEBUG lines are dropped by Lambda itself."""
+
 LAMBDA_PYTHON_ENV = "LAMBDA_PYTHON"
 """Names the Python 3.12 interpreter to compile bytecode with, when discovery cannot find it."""
 BYTECODE_ENV = "LAMBDA_BYTECODE"

@@ -6,6 +6,10 @@ alarm means and what to do about it (``THRESHOLDS``, also the README's "Operatin
 it" table), and builds one alarm and one dashboard widget per watched metric. So a
 threshold is changed here, once, and deleting a transport deletes its alarms.
 
+Below the alarms the dashboard graphs what the code itself says about delivery
+(``Graph``: each transport's, and the event log's publishes), from the metrics
+``eventlog.metrics`` defines and the functions emit in embedded metric format.
+
 Notifications go to the ``RealtimeOperations`` topic; ``-c alarmEmail=you@example.com``
 subscribes an address (confirm the e-mail AWS sends). Missing data is not a breach:
 a quiet deployment is a healthy one.
@@ -25,6 +29,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct, Node
 
+from eventlog import metrics
 from infra.app_rules import acknowledge
 
 ALARM_EMAIL_CONTEXT = "alarmEmail"
@@ -32,6 +37,7 @@ ALARM_EMAIL_CONTEXT = "alarmEmail"
 Kind = Literal[
     "fanout_failures",
     "iterator_age",
+    "delivery_age",
     "lambda_errors",
     "lambda_throttles",
     "concurrency_near_reserve",
@@ -81,6 +87,17 @@ THRESHOLDS: dict[Kind, Threshold] = {
         "five minutes: WebSocket delivery is late.",
         action="Look for fan-out errors and throttles; give it more memory or smaller batches. "
         "The stream keeps records 24 h.",
+    ),
+    "delivery_age": Threshold(
+        value=5_000,  # ms
+        statistic="p99",
+        period=_ONE_MINUTE,
+        evaluation_periods=5,
+        meaning="For five minutes, 1% of WebSocket deliveries came over 5 s after their "
+        "publish. The stream alone adds about 0.2-0.6 s (p50-p99 to a consumer): the rest is "
+        "the fan-out falling behind, throttled posts, or retried batches.",
+        action="Compare the fan-out's duration, throttles and iterator age on the dashboard; "
+        "more fan-out workers or memory, or ask for a higher API Gateway rate.",
     ),
     "lambda_errors": Threshold(
         value=0,
@@ -164,6 +181,7 @@ THRESHOLDS: dict[Kind, Threshold] = {
 _LABELS: dict[Kind, str] = {
     "fanout_failures": "Fan-out failure queue not empty",
     "iterator_age": "Fan-out iterator age",
+    "delivery_age": "WebSocket delivery age",
     "lambda_errors": "Function errors (each function)",
     "lambda_throttles": "Function throttles (each function)",
     "concurrency_near_reserve": "Polling concurrency near its reserve",
@@ -196,6 +214,52 @@ class Watched:
     """The resource's own limit, for thresholds relative to it."""
 
 
+def code_metric(
+    metric: metrics.Metric, *, service: str, statistic: str = "Sum"
+) -> cloudwatch.Metric:
+    """A metric the code emits (``eventlog.metrics``), as CloudWatch will know it.
+
+    No label: an alarm on a labelled metric is written as metric math, which is harder to
+    read in the console for nothing."""
+    return cloudwatch.Metric(
+        namespace=metric.namespace,
+        metric_name=metric.name,
+        dimensions_map={metrics.SERVICE_DIMENSION: service},
+        statistic=statistic,
+        period=_ONE_MINUTE,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Graph:
+    """A dashboard graph: ``left`` metrics, and ``right`` ones on an axis of their own."""
+
+    title: str
+    left: tuple[cloudwatch.IMetric, ...]
+    right: tuple[cloudwatch.IMetric, ...] = ()
+
+
+def publish_graphs() -> tuple[Graph, ...]:
+    """The event log's publishes, from whichever transport published."""
+    service = metrics.EVENTLOG
+    return (
+        Graph(
+            title="Publish latency (ms)",
+            left=tuple(
+                code_metric(metrics.PUBLISH_LATENCY, service=service, statistic=statistic)
+                for statistic in ("p50", "p99")
+            ),
+        ),
+        Graph(
+            title="Publish contention",
+            left=(
+                code_metric(metrics.SEQS_RETAKEN, service=service),
+                code_metric(metrics.HEAD_REBUILDS, service=service),
+            ),
+        ),
+    )
+
+
 def lambda_watches(label: str, function: lambda_.IFunction) -> tuple[Watched, ...]:
     """Errors and throttles of one function."""
     return (
@@ -210,6 +274,7 @@ class Operations(Construct):
     """The topic, an alarm per watched metric, and the dashboard.
 
     :param watched: every transport's ``Watched`` metrics.
+    :param graphs: what the dashboard graphs below the alarms. Default: none.
     :param alarm_email: an address to subscribe to the topic, or None.
 
     Attributes: ``topic``, ``alarms`` (label -> alarm), ``dashboard``.
@@ -221,6 +286,7 @@ class Operations(Construct):
         construct_id: str,
         *,
         watched: Sequence[Watched],
+        graphs: Sequence[Graph] = (),
         alarm_email: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -264,6 +330,12 @@ class Operations(Construct):
             cloudwatch.AlarmWidget(alarm=alarm, title=label, width=8)
             for label, alarm in self.alarms.items()
         ]
+        widgets += [
+            cloudwatch.GraphWidget(
+                title=graph.title, left=list(graph.left), right=list(graph.right), width=8
+            )
+            for graph in graphs
+        ]
         for row in range(0, len(widgets), 3):
             self.dashboard.add_widgets(*widgets[row : row + 3])
 
@@ -280,14 +352,25 @@ def alarm_email_from(node: Node) -> str | None:
 
 
 class OperationsStack(Stack):
-    """The ``Operations`` of the whole deployment; outputs the topic's ARN."""
+    """The ``Operations`` of the whole deployment, with the publish graphs; outputs the
+    topic's ARN."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, watched: Sequence[Watched], **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        watched: Sequence[Watched],
+        graphs: Sequence[Graph] = (),
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.operations = Operations(
-            self, "Operations", watched=watched, alarm_email=alarm_email_from(self.node)
+            self,
+            "Operations",
+            watched=watched,
+            graphs=(*publish_graphs(), *graphs),
+            alarm_email=alarm_email_from(self.node),
         )
         CfnOutput(self, "AlarmTopicArn", value=self.operations.topic.topic_arn)
         CfnOutput(

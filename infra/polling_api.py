@@ -55,7 +55,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
-from eventlog import endpoints
+from eventlog import endpoints, metrics
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
 from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge_routes
@@ -63,12 +63,14 @@ from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
 from infra.events_table import grant_log_append
 from infra.lambda_code import (
+    APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
+    LOGGING_FORMAT,
     acknowledge_runtime,
     function_code,
 )
-from infra.operations import Watched, lambda_watches
+from infra.operations import Graph, Watched, code_metric, lambda_watches
 from polling.config import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
@@ -187,6 +189,8 @@ class PollingApi(Construct):
             timeout=Duration.seconds(FUNCTION_TIMEOUT_SECONDS),
             reserved_concurrent_executions=reserved_concurrency,
             log_group=self.function_logs,
+            logging_format=LOGGING_FORMAT,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment={
                 "EVENTS_TABLE_NAME": events_table.table_name,
                 "CORS_ALLOW_ORIGINS": ",".join(cors_allow_origins),
@@ -269,6 +273,16 @@ class PollingApi(Construct):
                 kind="http_5xx", label="Polling API 5xx", metric=self.http_api.metric_server_error()
             ),
         )
+        self.graphs: tuple[Graph, ...] = (
+            Graph(
+                title="Long polls: wait (ms) and empty answers",
+                left=tuple(
+                    code_metric(metrics.LONG_POLL_WAIT, service=metrics.POLLING, statistic=s)
+                    for s in ("p50", "p99")
+                ),
+                right=(code_metric(metrics.LONG_POLL_EMPTY, service=metrics.POLLING),),
+            ),
+        )
 
 
 class PollingStack(Stack):
@@ -296,3 +310,4 @@ class PollingStack(Stack):
         self.edge_routes = self.polling_api.edge_routes
         self.edge_endpoints = self.polling_api.edge_endpoints
         self.watched = self.polling_api.watched
+        self.graphs = self.polling_api.graphs

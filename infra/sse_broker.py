@@ -43,7 +43,9 @@ from eventlog.config import SSE_MAX_STREAM_SECONDS
 from eventlog.stream import EVENT_INSERTS
 from infra.app_rules import acknowledge
 from infra.lambda_code import (
+    APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
+    LOGGING_FORMAT,
     LAMBDA_RUNTIME,
     acknowledge_runtime,
     function_code,
@@ -135,6 +137,8 @@ class SseBroker(Construct):
             memory_size=256,
             timeout=Duration.seconds(30),
             log_group=log_group,
+            logging_format=LOGGING_FORMAT,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment={SSE_BROKER_URL_ENV: self.url},
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnets=subnets.subnets),

@@ -79,7 +79,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from eventlog import endpoints
+from eventlog import endpoints, metrics
 from eventlog.config import (
     ALB_IDLE_TIMEOUT_SECONDS,
     SSE_DRAIN_SECONDS,
@@ -90,16 +90,10 @@ from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute
 from infra.events_table import grant_log_read
-from infra.operations import Watched
+from infra.operations import Graph, Watched, code_metric
 from infra.sse_broker import BACKPLANE_CONTEXT, SseBroker, backplane_from
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
-from sse_service.settings import (
-    METRICS_NAMESPACE,
-    SSE_BROKER_URL_ENV,
-    SSE_MAX_STREAMS,
-    SSE_PORT,
-    STREAM_PATH,
-)
+from sse_service.settings import SSE_BROKER_URL_ENV, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
@@ -332,12 +326,8 @@ class SseService(Construct):
         )
         self.scaling.scale_to_track_custom_metric(
             "OpenStreams",
-            metric=cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name="OpenStreams",
-                dimensions_map={"Service": metrics_service},
-                statistic="Average",
-                period=Duration.minutes(1),
+            metric=code_metric(
+                metrics.SSE_OPEN_STREAMS, service=metrics_service, statistic="Average"
             ),
             target_value=STREAMS_TARGET,
             # Scaling in ends streams (their clients reconnect): do it slowly.
@@ -408,6 +398,19 @@ class SseService(Construct):
             *(self.broker.watched if self.broker else ()),
         )
 
+        def of(metric: metrics.Metric, statistic: str) -> cloudwatch.Metric:
+            return code_metric(metric, service=metrics_service, statistic=statistic)
+
+        # Summed over tasks: each task reports its own streams once a minute.
+        self.graphs: tuple[Graph, ...] = (
+            Graph(
+                title="SSE streams",
+                left=(of(metrics.SSE_OPEN_STREAMS, "Sum"), of(metrics.SSE_DRAINING, "Maximum")),
+                right=(of(metrics.SSE_FEED_READERS, "Sum"),),
+            ),
+            Graph(title="SSE slow clients cut", left=(of(metrics.SSE_SLOW_CLIENTS_CUT, "Sum"),)),
+        )
+
     def _admit_cloudfront_only(self) -> None:
         """Let CloudFront's origin-facing addresses, and nothing else, reach the listener.
 
@@ -471,3 +474,4 @@ class SseStack(Stack):
         self.edge_routes = self.sse.edge_routes
         self.edge_endpoints = self.sse.edge_endpoints
         self.watched = self.sse.watched
+        self.graphs = self.sse.graphs

@@ -47,6 +47,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -58,7 +59,7 @@ from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
 from constructs import Construct
 
 from auth.config import AUTH_MODE_ENV
-from eventlog import endpoints
+from eventlog import endpoints, metrics
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS
 from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge, acknowledge_routes, nag_text
@@ -66,12 +67,14 @@ from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
 from infra.events_table import grant_log_append, grant_log_read
 from infra.lambda_code import (
+    APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
     LAMBDA_RUNTIME,
+    LOGGING_FORMAT,
     acknowledge_runtime,
     function_code,
 )
-from infra.operations import Watched, lambda_watches
+from infra.operations import Graph, Watched, code_metric, lambda_watches
 from infra.tables import table_from_spec
 from websocket_api.config import (
     CONNECTIONS_TABLE_ENV,
@@ -351,6 +354,13 @@ class WebSocketApi(Construct):
                 metric=self.fanout_function.metric("IteratorAge"),
             ),
             Watched(
+                kind="delivery_age",
+                label="WebSocket delivery age",
+                metric=code_metric(
+                    metrics.DELIVERY_AGE, service=metrics.WEBSOCKET, statistic="p99"
+                ),
+            ),
+            Watched(
                 kind="websocket_integration_errors",
                 label="WebSocket integration errors",
                 metric=self.api.metric(
@@ -360,6 +370,7 @@ class WebSocketApi(Construct):
             ),
             *(watch for label, f in functions.items() for watch in lambda_watches(label, f)),
         )
+        self.graphs: tuple[Graph, ...] = fanout_graphs()
 
     def _function(
         self,
@@ -390,6 +401,8 @@ class WebSocketApi(Construct):
             memory_size=memory_size,
             timeout=Duration.seconds(timeout),
             log_group=log_group,
+            logging_format=LOGGING_FORMAT,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=environment,
         )
         acknowledge_runtime(function)
@@ -442,6 +455,27 @@ class WebSocketApi(Construct):
             "dynamodb:ListStreams, which the stream's event source mapping needs, has no "
             "resource-level permissions.",
         )
+
+
+def fanout_graphs() -> tuple[Graph, ...]:
+    """What the fan-out says about its batches (``websocket_api.fanout``)."""
+    service = metrics.WEBSOCKET
+
+    def of(metric: metrics.Metric, statistic: str = "Sum") -> cloudwatch.Metric:
+        return code_metric(metric, service=service, statistic=statistic)
+
+    return (
+        Graph(
+            title="WebSocket delivery age (ms)",
+            left=(of(metrics.DELIVERY_AGE, "p50"), of(metrics.DELIVERY_AGE, "p99")),
+            right=(of(metrics.FANOUT_DURATION, "p99"),),
+        ),
+        Graph(
+            title="WebSocket fan-out posts",
+            left=(of(metrics.FANOUT_POSTS),),
+            right=(of(metrics.FANOUT_GONE), of(metrics.FANOUT_THROTTLED)),
+        ),
+    )
 
 
 def _account_cloudwatch_role(scope: Construct) -> Construct:
@@ -498,6 +532,7 @@ class WebSocketStack(Stack):
         self.edge_routes = self.websocket_api.edge_routes
         self.edge_endpoints = self.websocket_api.edge_endpoints
         self.watched = self.websocket_api.watched
+        self.graphs = self.websocket_api.graphs
         CfnOutput(
             self,
             endpoints.CONNECTIONS_TABLE_NAME,

@@ -11,6 +11,7 @@
 | the demo page                         | the same static files                          |
 | Secrets Manager (the signing secret)  | ``.local/dev-secret``, generated once          |
 | the ``$connect`` Lambda authorizer    | the same handler, before the handshake         |
+| CloudWatch metrics (EMF log lines)    | ``local.metrics``, at ``GET /metrics``         |
 
 Auth is on, as in a deployment (``local.dev_auth``): the demo page and the CLI get
 development tokens from ``POST /dev/token`` on the demo server. ``--auth off`` (or
@@ -50,12 +51,13 @@ from auth.config import (
     AUTH_SECRET_ENV,
     OFF_WARNING,
 )
-from eventlog import endpoints, schema
+from eventlog import endpoints, metrics, schema, structured_logs
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
 from eventlog.endpoints import Endpoints
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
 from local.disorder import Disorder
+from local.metrics import Collector
 from local.servers import HOST, EmbeddedServer, PortInUse, bind, child_service, port_of
 from sse_service.settings import SSE_BROKER_URL_ENV
 
@@ -63,6 +65,8 @@ logger = logging.getLogger("local")
 
 REGION = "us-east-1"
 DEMO_DIR = Path(__file__).resolve().parent.parent / "web"
+METRICS_PATH = "/metrics"
+SSE_METRICS_INTERVAL_SECONDS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +137,8 @@ def _configure_environment(config: LocalConfig, dynamodb_endpoint: str) -> None:
             "CONNECTIONS_TABLE_NAME": config.connections_table,
         }
     )
+    # Often enough that /metrics shows the SSE streams a few seconds after they open.
+    os.environ.setdefault("SSE_METRICS_INTERVAL_SECONDS", str(SSE_METRICS_INTERVAL_SECONDS))
 
 
 def _ensure_tables(config: LocalConfig) -> str:
@@ -169,7 +175,9 @@ async def _wait_until_answering(url: str, *, within: float = 20.0) -> None:
             raise RuntimeError(f"{url} did not answer within {within:.0f} s") from None
 
 
-def _demo_app(outputs: dict[str, dict[str, str]], *, secret: str | None) -> Any:
+def _demo_app(
+    outputs: dict[str, dict[str, str]], *, secret: str | None, collector: Collector
+) -> Any:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import BaseRoute, Mount, Route
@@ -179,7 +187,14 @@ def _demo_app(outputs: dict[str, dict[str, str]], *, secret: str | None) -> Any:
         # The page reads the same endpoints file the CLI and the tests read.
         return JSONResponse(outputs, headers={"Cache-Control": "no-store"})
 
-    routes: list[BaseRoute] = [Route("/outputs.json", config)]
+    async def metrics_summary(_: Any) -> JSONResponse:
+        # What the dashboard's code metrics would say (local.metrics).
+        return JSONResponse(collector.summary(), headers={"Cache-Control": "no-store"})
+
+    routes: list[BaseRoute] = [
+        Route("/outputs.json", config),
+        Route(METRICS_PATH, metrics_summary),
+    ]
     if secret is not None:
         routes.append(dev_token_route(secret=secret))
     routes.append(Mount("/", StaticFiles(directory=DEMO_DIR, html=True)))
@@ -264,6 +279,10 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         else:
             os.environ.pop(SSE_BROKER_URL_ENV, None)
         _configure_environment(config, dynamodb_endpoint)
+        # Every handler of this process emits its metric lines here, as to CloudWatch.
+        collector = Collector()
+        metrics.use_sink(collector)
+        stack.callback(metrics.use_sink, None)
         secret = _configure_auth(config)
         if secret is None:
             logger.warning(OFF_WARNING)
@@ -371,7 +390,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         apps = {
             "polling": create_polling_app(),
             "sse": create_sse_app(),
-            "demo": _demo_app(outputs, secret=secret),
+            "demo": _demo_app(outputs, secret=secret, collector=collector),
         }
         servers = []
         for name, app in apps.items():
@@ -455,6 +474,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
         f"  SSE broker     {found_broker(outputs)}",
         f"  endpoints file {config.outputs_file}",
+        f"  metrics        {(found.demo_url or '/').rstrip('/')}{METRICS_PATH}",
         *auth,
         *disorder,
         "",
@@ -465,10 +485,17 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
     print("\n".join(lines), flush=True)
 
 
+REQUEST_LOGGERS = ("websocket_api.routes", "polling.app", "sse_service.app")
+"""The handlers' one line per request: the local gateway already says as much, more briefly."""
+
+
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    structured_logs.install()
+    handler = logging.StreamHandler()
+    handler.setFormatter(structured_logs.ReadableFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     # httpx logs every request; the stream poller alone makes several a second.
-    for noisy in ("httpx", "botocore", "websockets.server"):
+    for noisy in ("httpx", "botocore", "websockets.server", *REQUEST_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Settings are validated at start, so a bad value fails before a server binds.
     Settings.from_env()

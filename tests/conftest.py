@@ -11,8 +11,8 @@ import pytest
 from tests.auth_support import TEST_SECRET
 
 # The session-wide ``local_stack`` fixture for end-to-end and browser tests, and the
-# fixtures the client's test modules share.
-pytest_plugins = ("tests.e2e_support", "tests.client_support")
+# fixtures the client's test modules and the metrics tests share.
+pytest_plugins = ("tests.e2e_support", "tests.client_support", "tests.metrics_support")
 
 # Set before anything imports boto3, so no test can pick up a real account.
 os.environ.update(

@@ -296,6 +296,7 @@ def test_every_transport_is_watched_and_every_alarm_pages(synths: dict[str, Synt
     assert {a["MetricName"] for a in alarms} == {
         "ApproximateNumberOfMessagesVisible",  # the fan-out's failure queue
         "IteratorAge",
+        "DeliveryAge",  # emitted by the fan-out itself (eventlog.metrics)
         "Errors",
         "Throttles",
         "ConcurrentExecutions",
@@ -316,6 +317,57 @@ def test_every_transport_is_watched_and_every_alarm_pages(synths: dict[str, Synt
     without_sse = {a["Namespace"] for a in alarms_of(synths["without-sse"])}
     assert "AWS/ApplicationELB" not in without_sse
     assert "AWS/ECS" not in without_sse
+
+
+def test_the_delivery_age_alarm_watches_what_the_fanout_emits(synths: dict[str, Synth]) -> None:
+    from eventlog import metrics
+    from infra.operations import THRESHOLDS
+
+    (alarm,) = [a for a in alarms_of(synths["default"]) if a["MetricName"] == "DeliveryAge"]
+    threshold = THRESHOLDS["delivery_age"]
+    assert alarm["Namespace"] == metrics.DELIVERY_AGE.namespace
+    assert alarm["Dimensions"] == [{"Name": "Service", "Value": metrics.WEBSOCKET}]
+    assert (alarm["ExtendedStatistic"], alarm["Threshold"]) == ("p99", threshold.value)
+    assert alarm["EvaluationPeriods"] == threshold.evaluation_periods
+    assert alarm["Period"] == 60
+
+
+def dashboard_body(synth: Synth) -> str:
+    operations = synth.templates()[endpoints.OPERATIONS_STACK]["Resources"]
+    (dashboard,) = [r for r in operations.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = dashboard["Properties"]["DashboardBody"]
+    # The body is a Fn::Join of strings and references: its strings are what matters here.
+    return "".join(part for part in body["Fn::Join"][1] if isinstance(part, str))
+
+
+def test_the_dashboard_graphs_every_metric_the_code_emits(synths: dict[str, Synth]) -> None:
+    from eventlog import metrics
+
+    body = dashboard_body(synths["default"])
+    for metric in metrics.ALL:
+        assert f'"{metric.name}"' in body, metric.name
+    assert '"title":"WebSocket delivery age (ms)"' in body
+    # Deleting a transport deletes its graphs; the event log's publishes stay.
+    without_sse = dashboard_body(synths["without-sse"])
+    assert f'"{metrics.SSE_OPEN_STREAMS.name}"' not in without_sse
+    assert f'"{metrics.PUBLISH_LATENCY.name}"' in without_sse
+
+
+def test_every_function_logs_json(synths: dict[str, Synth]) -> None:
+    functions = [
+        resource["Properties"]
+        for template in synths["default"].templates().values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        # Ours, not the CDK's own helpers (the demo page's deployment, custom resources).
+        and resource["Properties"].get("Handler", "").startswith(
+            ("polling.", "websocket_api.", "sse_service.")
+        )
+    ]
+    assert len(functions) == 11  # polling; 7 routes, the authorizer, the fan-out; the relay
+    for function in functions:
+        assert function["LoggingConfig"]["LogFormat"] == "JSON", function["Handler"]
+        assert function["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
 
 
 def test_the_readme_explains_every_alarm_as_defined() -> None:

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from auth.config import AUTH_MODE_ENV, AUTH_SECRET_ARN_ENV
-from eventlog import endpoints
+from eventlog import endpoints, metrics
 from eventlog.config import (
     ALB_IDLE_TIMEOUT_SECONDS,
     SSE_DRAIN_SECONDS,
@@ -29,7 +29,7 @@ from infra.sse_service import (
     SseStack,
     tasks_from,
 )
-from sse_service.settings import METRICS_NAMESPACE, SSE_PORT
+from sse_service.settings import SSE_PORT
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,10 @@ def test_it_scales_on_cpu_and_on_open_streams(template: Template) -> None:
     assert predefined == [{"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}]
     (streams,) = custom
     metric = streams["CustomizedMetricSpecification"]
-    assert (metric["Namespace"], metric["MetricName"]) == (METRICS_NAMESPACE, "OpenStreams")
+    assert (metric["Namespace"], metric["MetricName"]) == (
+        metrics.NAMESPACE,
+        metrics.SSE_OPEN_STREAMS.name,
+    )
     assert streams["TargetValue"] == STREAMS_TARGET  # fmt: skip
 
 

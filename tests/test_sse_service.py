@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from fastapi import Request
 
-from eventlog import EventLog
+from eventlog import EventLog, metrics
 from eventlog.config import SSE_RETRY_MILLISECONDS, Settings
 from eventlog.errors import EventLogError
 from eventlog.problems import PROBLEM_CONTENT_TYPE
-from sse_service.app import StreamGrant, create_app, emf_line, open_gate
+from sse_service.app import StreamGrant, create_app, open_gate, sse_metrics
 from sse_service.settings import (
-    METRICS_NAMESPACE,
     SSE_QUEUE_BYTES,
     SSE_WRITE_SLICE_BYTES,
     ServiceSettings,
 )
+from tests.metrics_support import assert_emf
 from tests.sse_support import LiveServer, SseClient, SseMessage
 
 Serve = Callable[..., LiveServer]
@@ -381,9 +381,11 @@ def test_the_auth_seam_can_refuse_a_stream_or_expire_it(log: EventLog) -> None:
 def test_the_open_stream_count_is_logged_as_an_embedded_metric(log: EventLog) -> None:
     hub = create_app(log=log, settings=ServiceSettings(**FAST)).state.hub
     hub.admit("news")
-    record = json.loads(emf_line(hub=hub, service="RealtimeSse", now=1_700_000_000.5))
+    values = sse_metrics(hub, slow_clients_cut=0)
+    [line] = metrics.lines("RealtimeSse", values, now=1_700_000_000.5)
+    record = assert_emf(line)
     directive = record["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == METRICS_NAMESPACE
+    assert directive["Namespace"] == metrics.SSE_OPEN_STREAMS.namespace
     assert directive["Dimensions"] == [["Service"]]
     assert {"Name": "OpenStreams", "Unit": "Count"} in directive["Metrics"]
     assert (record["Service"], record["OpenStreams"]) == ("RealtimeSse", 1)

@@ -8,6 +8,7 @@ never show a token.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -127,7 +128,10 @@ def test_sigterm_stops_accepting_and_ends_every_stream_cleanly(
             process.kill()
         stdout, stderr = process.communicate()
     print(f"streams ended at {ended} s after SIGTERM; the process exited after {stopped:.2f} s")
-    assert "draining 4 streams" in stderr
-    assert "Traceback" not in stderr, stderr
+    # The container logs JSON lines on standard output, for the awslogs driver.
+    logged = [json.loads(line) for line in stdout.splitlines()]
+    assert any(line.get("message", "").startswith("draining 4 streams") for line in logged)
+    assert all(line["level"] in ("INFO", "WARNING") for line in logged if "level" in line)
+    assert "Traceback" not in stdout + stderr, stdout + stderr
     assert secret_token not in stdout + stderr
     assert "/channels/drain" not in stdout + stderr  # no access log at all

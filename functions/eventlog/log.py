@@ -100,7 +100,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from eventlog import schema
+from eventlog import metrics, schema
 from eventlog.config import (
     DYNAMODB_CONNECT_TIMEOUT_SECONDS,
     DYNAMODB_MAX_ATTEMPTS,
@@ -236,8 +236,11 @@ class EventLog:
                 f"encoded event is {size} bytes; the limit is {self.settings.max_event_bytes}"
             )
         writer = uuid.uuid4().hex
+        started = time.monotonic()
+        retaken = rebuilds = 0
         for _ in range(self._max_attempts):
-            seq, assigned_at = self._take_seq(channel)
+            seq, assigned_at, rebuilt = self._take_seq(channel)
+            rebuilds += rebuilt
             event = Event(
                 channel=channel,
                 seq=seq,
@@ -247,17 +250,22 @@ class EventLog:
             try:
                 self._put_event(event, assigned_at, writer)
             except _SeqTaken as taken:
+                retaken += 1
                 if taken.by_event:
                     logger.warning("%s/%d already holds an event: head rebuilt", channel, seq)
-                    self._rebuild_head(channel)
+                    rebuilds += self._rebuild_head(channel)
                 else:
                     logger.warning("%s/%d was filled before this publish wrote it", channel, seq)
                 continue
+            _publish_metrics(started, retaken=retaken, rebuilds=rebuilds)
             return event
+        _publish_metrics(started, retaken=retaken, rebuilds=rebuilds)
         raise PublishContention(f"gave up after {self._max_attempts} seqs on {channel!r}")
 
-    def _take_seq(self, channel: str) -> tuple[int, float]:
-        """The next seq of ``channel`` from its head counter, and when it was taken."""
+    def _take_seq(self, channel: str) -> tuple[int, float, int]:
+        """The next seq of ``channel`` from its head counter, when it was taken, and how many
+        times the head had to be rebuilt first."""
+        rebuilds = 0
         for _ in range(3):
             now = self._clock()
             try:
@@ -274,14 +282,14 @@ class EventLog:
             except Exception as exc:
                 code = _error_code(exc)
                 if code == "ConditionalCheckFailedException":
-                    self._rebuild_head(channel)  # a new channel, or a lost head
+                    rebuilds += self._rebuild_head(channel)  # a new channel, or a lost head
                     continue
                 if code == "ValidationException" and self._head_is_broken(channel):
                     logger.warning("head of %r is not a number: rebuilding it", channel)
-                    self._rebuild_head(channel)
+                    rebuilds += self._rebuild_head(channel)
                     continue
                 raise
-            return int(reply["Attributes"][schema.HEAD]["N"]), now
+            return int(reply["Attributes"][schema.HEAD]["N"]), now, rebuilds
         raise PublishContention(f"the head of {channel!r} could not be rebuilt")
 
     def _put_event(self, event: Event, assigned_at: float, writer: str) -> None:
@@ -310,8 +318,11 @@ class EventLog:
                 return  # botocore retried a put that had committed: it is ours
             raise _SeqTaken(by_event=schema.EVENT in item) from None
 
-    def _rebuild_head(self, channel: str) -> None:
-        """Set a missing, non-numeric or lagging head to the newest seq that has an item."""
+    def _rebuild_head(self, channel: str) -> bool:
+        """Set a missing, non-numeric or lagging head to the newest seq that has an item.
+
+        True if this call rebuilt a head that was broken: a new channel's first head (at 0)
+        is a start, not a rebuild."""
         newest = self._newest_seq(channel)
         try:
             self.client.update_item(
@@ -327,9 +338,10 @@ class EventLog:
         except Exception as exc:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            return  # another publisher rebuilt it, or the counter is already past the newest item
+            return False  # another publisher rebuilt it, or the counter is past the newest item
         if newest:
             logger.warning("head of %r rebuilt at %d", channel, newest)
+        return bool(newest)
 
     def _head_is_broken(self, channel: str) -> bool:
         item = self._get(channel, schema.HEAD_SEQ)
@@ -550,3 +562,15 @@ def default_log() -> EventLog:
             if _default is None:
                 _default = EventLog()
     return _default
+
+
+def _publish_metrics(started: float, *, retaken: int, rebuilds: int) -> None:
+    # Per publish: the latency a publisher sees, and the contention it met on the way.
+    metrics.emit(
+        metrics.EVENTLOG,
+        {
+            metrics.PUBLISH_LATENCY: (time.monotonic() - started) * 1000,
+            metrics.SEQS_RETAKEN: retaken,
+            metrics.HEAD_REBUILDS: rebuilds,
+        },
+    )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
@@ -36,12 +37,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.verifier import Verifier
 from eventlog.config import CHANNEL_PATTERN, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
 from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit, Throttled, is_throttling
 from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
 from eventlog.log import EventLog, ReadResult, default_log
+from eventlog.structured_logs import fields
 from polling.auth import require
 from polling.config import (
     CORS_ALLOW_HEADERS,
@@ -63,6 +66,8 @@ from polling.problems import (
 )
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 # --- Wire shapes, for the OpenAPI schema (responses are encoded by hand, see _json) -----------
 
@@ -223,6 +228,55 @@ def _read_payload(result: ReadResult) -> dict[str, Any]:
     }
 
 
+class RequestLog:
+    """One log line per request: route, channel, seq, status and API Gateway's request id.
+
+    Never the URL or the headers: browsers send the token in the query string. The route
+    is the path template, so the line names the channel in a field of its own.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._logged(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)  # lifespan: nothing to log
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def watching(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        finally:
+            state = scope.get("state", {})
+            route = getattr(scope.get("route"), "path", "unmatched")
+            # Mangum hands the API Gateway event over in the scope.
+            request_id = (scope.get("aws.event") or {}).get("requestContext", {}).get("requestId")
+            outcome = state.get("outcome") or ("ok" if status < 400 else f"http_{status}")
+            logger.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra=fields(
+                    transport="polling",
+                    outcome=outcome,
+                    request_id=request_id,
+                    channel=scope.get("path_params", {}).get("channel"),
+                    seq=state.get("seq"),
+                    status=status,
+                ),
+            )
+
+
 # --- The application --------------------------------------------------------------------------
 
 
@@ -262,6 +316,7 @@ def create_app(
         expose_headers=list(CORS_EXPOSE_HEADERS),
         max_age=CORS_MAX_AGE_SECONDS,
     )
+    app.add_middleware(RequestLog)  # outermost: it sees every status, CORS preflights too
 
     @app.post(
         EVENTS_PATH,
@@ -284,6 +339,7 @@ def create_app(
             )
         data = parse_publish_body(await _read_body(request))
         event = await _blocking(event_log().publish, channel, data)
+        request.state.seq = event.seq
         return Response(
             event.encode(), status_code=HTTPStatus.CREATED, media_type="application/json"
         )
@@ -311,6 +367,9 @@ def create_app(
         result = await wait_for_events(
             read=lambda: _blocking(log_.read, channel, cursor, limit), wait=wait
         )
+        request.state.seq = result.next
+        if not (result.events or result.reset):
+            request.state.outcome = "empty"
         return _json(request, _read_payload(result))
 
     @app.get(HEALTH_PATH, responses={304: {"description": "Not Modified"}})

@@ -8,7 +8,10 @@ first use. Problem bodies are text, so they must not be base64-encoded.
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
+from eventlog.structured_logs import install as _redact_tokens
 from polling.app import app
+
+_redact_tokens()  # tokens never reach a log line (eventlog.structured_logs)
 
 handler = Mangum(
     app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/problem+json"]

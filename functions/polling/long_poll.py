@@ -35,6 +35,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from eventlog import metrics
 from eventlog.config import MAX_LONG_POLL_SECONDS
 from eventlog.log import ReadResult
 from polling.config import LONG_POLL_FIRST_INTERVAL_SECONDS, LONG_POLL_MAX_INTERVAL_SECONDS
@@ -63,13 +64,26 @@ async def wait_for_events(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> ReadResult:
-    """Read until the result has events or news (``reset``), or ``wait`` seconds have passed."""
-    deadline = clock() + wait
+    """Read until the result has events or news (``reset``), or ``wait`` seconds have passed.
+
+    A long poll (``wait`` > 0) emits how long it waited and whether it answered nothing.
+    """
+    started = clock()
+    deadline = started + wait
     pause = LONG_POLL_FIRST_INTERVAL_SECONDS
     while True:
         result = await read()
         remaining = deadline - clock()
         if result.events or result.reset or remaining <= 0:
+            if wait > 0:
+                empty = not (result.events or result.reset)
+                metrics.emit(
+                    metrics.POLLING,
+                    {
+                        metrics.LONG_POLL_WAIT: (clock() - started) * 1000,
+                        metrics.LONG_POLL_EMPTY: int(empty),
+                    },
+                )
             return result
         await sleep(min(pause, remaining))
         pause = min(pause * 2, LONG_POLL_MAX_INTERVAL_SECONDS)

@@ -8,6 +8,10 @@ derived from the shared knobs, so they cannot drift from the infrastructure:
   closes an idle connection the load balancer is about to reuse (a 502);
 - graceful shutdown one second longer than the drain window, so the drain, not
   uvicorn, decides when streams end.
+
+Logs are JSON lines on standard output (``eventlog.structured_logs``), uvicorn's
+too, and so are the metrics (``eventlog.metrics``): the awslogs driver sends both
+to the service's log group, where CloudWatch turns the metric lines into metrics.
 """
 
 from __future__ import annotations
@@ -19,21 +23,30 @@ from typing import Any
 
 import uvicorn
 
+from eventlog import metrics, structured_logs
 from eventlog.config import ALB_IDLE_TIMEOUT_SECONDS
 from sse_service.settings import listen_port
 
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
+    "formatters": {"json": {"()": structured_logs.JsonFormatter}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
 }
 
 
 def main() -> None:
     # Logging first: building the app may warn (AUTH IS OFF), and must say so in this format.
+    structured_logs.install()
     logging.config.dictConfig(LOG_CONFIG)
+    metrics.use_sink(metrics.stdout_sink)
     # Imported before uvicorn installs its signal handlers, so sse-starlette's hook on
     # uvicorn's exit handler is in place when SIGTERM arrives.
     from sse_service.app import app

@@ -53,11 +53,9 @@ the client reconnects with a fresh token and ``Last-Event-ID``, losing nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -75,12 +73,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from auth.config import TOKEN_QUERY_PARAMETER
 from auth.verifier import Verifier, token_from
+from eventlog import metrics
 from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers, problem_response
+from eventlog.structured_logs import fields
 from sse_service.broker import BrokerLink
 from sse_service.hub import Hub, Subscriber
-from sse_service.settings import METRICS_NAMESPACE, STREAM_PATH, ServiceSettings
+from sse_service.settings import STREAM_PATH, ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,12 @@ FINISH_TIMEOUT_SECONDS = 1.0
 
 SHUTDOWN_POLL_SECONDS = 0.2
 """How often the drain watcher looks at the server's exit flag."""
+
+DRAIN_REPORT_SECONDS = 5.0
+"""Seconds between metrics lines while the process drains, so the drain's progress shows."""
+
+TRACE_HEADER = "x-amzn-trace-id"
+"""The load balancer's id of a request: the ``request_id`` of this service's log lines."""
 
 
 # --- The auth seam ------------------------------------------------------------------------------
@@ -161,6 +167,16 @@ class SseResponse(EventSourceResponse):
         self._hub = hub
         self._subscriber = subscriber
 
+    def _fields(self, scope: Scope, outcome: str) -> dict[str, object]:
+        headers = dict(scope.get("headers") or [])
+        trace = headers.get(TRACE_HEADER.encode())
+        return fields(
+            transport="sse",
+            outcome=outcome,
+            request_id=trace.decode("latin-1") if trace else None,
+            channel=self._subscriber.channel,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         finished = False
 
@@ -177,11 +193,18 @@ class SseResponse(EventSourceResponse):
                 )
                 await super().__call__(scope, receive, tracking_send)
             if cut.cancelled_caught and not finished:
-                logger.warning("a %r stream could not keep up: disconnected", scope["path"])
+                logger.warning(
+                    "a %r stream could not keep up: disconnected",
+                    scope["path"],
+                    extra=self._fields(scope, "overflow"),
+                )
                 with anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
                     await tracking_send({"type": "http.response.body", "body": b""})
         finally:
             self._hub.leave(self._subscriber)
+            # One line per stream, when it ends: why (the client left, or a CloseReason).
+            reason = self._subscriber.reason or "client_left"
+            logger.info("stream ended: %s", reason, extra=self._fields(scope, reason))
 
 
 # --- The application ----------------------------------------------------------------------------
@@ -212,37 +235,25 @@ async def _watch_for_shutdown(hub: Hub) -> None:
     hub.begin_drain()
 
 
-def emf_line(*, hub: Hub, service: str, now: float) -> str:
-    """One CloudWatch embedded-metric-format record of this process's stream count."""
-    return json.dumps(
-        {
-            "_aws": {
-                "Timestamp": int(now * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": METRICS_NAMESPACE,
-                        "Dimensions": [["Service"]],
-                        "Metrics": [
-                            {"Name": "OpenStreams", "Unit": "Count"},
-                            {"Name": "Channels", "Unit": "Count"},
-                        ],
-                    }
-                ],
-            },
-            "Service": service,
-            "OpenStreams": hub.open_streams,
-            "Channels": len(hub.feeds),
-        },
-        separators=(",", ":"),
-    )
+def sse_metrics(hub: Hub, *, slow_clients_cut: int) -> dict[metrics.Metric, float]:
+    """This process's streams now, and the slow clients cut since the last report."""
+    return {
+        metrics.SSE_OPEN_STREAMS: hub.open_streams,
+        metrics.SSE_FEED_READERS: len(hub.feeds),
+        metrics.SSE_SLOW_CLIENTS_CUT: slow_clients_cut,
+        metrics.SSE_DRAINING: hub.open_streams if hub.draining else 0,
+    }
 
 
 async def _report_metrics(hub: Hub, settings: ServiceSettings, interval: float) -> None:
-    # Standard output goes to CloudWatch Logs, which turns EMF records into metrics:
-    # no SDK call, no extra permission, and the autoscaling tracks OpenStreams.
+    # EMF lines (eventlog.metrics): the container's standard output goes to CloudWatch Logs,
+    # which turns them into metrics; the autoscaling tracks OpenStreams.
+    reported = 0
     while True:
-        print(emf_line(hub=hub, service=settings.metrics_service, now=time.time()), flush=True)
-        await asyncio.sleep(interval)
+        cut = hub.stats["closed_overflow"]
+        metrics.emit(settings.metrics_service, sse_metrics(hub, slow_clients_cut=cut - reported))
+        reported = cut
+        await asyncio.sleep(min(interval, DRAIN_REPORT_SECONDS) if hub.draining else interval)
 
 
 def create_app(

@@ -22,6 +22,7 @@ from typing import Any
 
 from eventlog import stream
 from eventlog.events import Event
+from eventlog.structured_logs import fields
 from sse_service.broker import broker_channel
 from sse_service.settings import SSE_BROKER_URL_ENV
 
@@ -34,8 +35,11 @@ class Relay:
         self.client = client
         self.published = 0
 
-    def handle(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def handle(
+        self, records: Sequence[Mapping[str, Any]], *, request_id: str | None = None
+    ) -> dict[str, Any]:
         """Publish each record's event; on a failure, name it and the rest for a retry."""
+        published = 0
         for index, record in enumerate(records):
             try:
                 encoded = stream.inserted_event(record)
@@ -43,13 +47,22 @@ class Relay:
                     continue
                 channel = Event.decode(encoded).channel
                 self.client.publish(broker_channel(channel), encoded)
-                self.published += 1
+                published += 1
             except Exception:
                 logger.exception(
                     "publishing record %s failed; it and the rest will be retried",
                     record.get("dynamodb", {}).get("SequenceNumber"),
+                    extra=fields(transport="sse", outcome="retry", request_id=request_id),
                 )
+                self.published += published
                 return _unfinished(records[index:])
+        self.published += published
+        logger.info(
+            "relayed %d of %d records",
+            published,
+            len(records),
+            extra=fields(transport="sse", outcome="ok", request_id=request_id, published=published),
+        )
         return _unfinished([])
 
 
@@ -79,4 +92,6 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if not url:
             raise RuntimeError(f"{SSE_BROKER_URL_ENV} is not set")
         _relay = Relay(broker_client(url))
-    return _relay.handle(event.get("Records", []))
+    return _relay.handle(
+        event.get("Records", []), request_id=getattr(context, "aws_request_id", None)
+    )

@@ -43,9 +43,6 @@ drain below asyncio's 64 KiB high-water mark before the next write, so a stalled
 about two slices of its own, however far behind it is.
 Source: docs.python.org/3/library/asyncio-protocol.html (set_write_buffer_limits)"""
 
-METRICS_NAMESPACE = "RealtimeDelivery/Sse"
-"""CloudWatch namespace of ``OpenStreams``, which the service logs and the autoscaling tracks."""
-
 STREAM_PATH = "/channels/{channel}/stream"
 """The one route that streams; the edge (``infra.edge``) routes exactly this pattern here."""
 
@@ -77,7 +74,7 @@ class ServiceSettings:
     write_slice_bytes: int = SSE_WRITE_SLICE_BYTES
     cors_origins: tuple[str, ...] = ("*",)
     metrics_interval_seconds: float | None = None
-    """Seconds between CloudWatch EMF lines with the open-stream count; None: no metrics."""
+    """Seconds between EMF lines of this process's streams (``eventlog.metrics``); None: none."""
     metrics_service: str = "sse"
     """The ``Service`` dimension of those metrics (the infrastructure sets the stack name)."""
     broker_url: str | None = None

@@ -35,6 +35,7 @@ from auth.config import TOKEN_QUERY_PARAMETER
 from auth.verifier import KeyUnavailable, Verifier
 from eventlog.config import WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES
 from eventlog.errors import Unauthorized
+from eventlog.structured_logs import fields, install
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +70,40 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Allow with the token's claims as context, Deny, or raise ``Unauthorized`` (401)."""
     token = (event.get("queryStringParameters") or {}).get(TOKEN_QUERY_PARAMETER)
     method_arn = event["methodArn"]
+    context_ = event.get("requestContext") or {}
+
+    def where(outcome: str) -> dict[str, Any]:
+        return fields(
+            transport="websocket",
+            outcome=outcome,
+            request_id=context_.get("requestId"),
+            connection_id=context_.get("connectionId"),
+        )
+
     try:
         claims = verifier().verify(token)
     except KeyUnavailable:
         raise  # a server fault: API Gateway answers 500, and the client may retry
     except Unauthorized as exc:
-        logger.info("refused: %s", exc.message)
+        logger.info("refused: %s", exc.message, extra=where("unauthorized"))
         raise Exception("Unauthorized") from None  # the message is API Gateway's convention
     if not any(grant.scopes for grant in claims.grants):
-        logger.info("denied %s: the token grants nothing on any channel", claims.subject)
+        logger.info(
+            "denied %s: the token grants nothing on any channel",
+            claims.subject,
+            extra=where("forbidden"),
+        )
         return policy(claims.subject, "Deny", method_arn)
     result = {**policy(claims.subject, "Allow", method_arn), "context": claims.to_context()}
     if len(json.dumps(result)) > WEBSOCKET_AUTHORIZER_RESULT_MAX_BYTES:
         # API Gateway would answer 500 for an oversized result; a clear 403 is better.
-        logger.warning("denied %s: its claims do not fit the authorizer result", claims.subject)
+        logger.warning(
+            "denied %s: its claims do not fit the authorizer result",
+            claims.subject,
+            extra=where("claims_too_large"),
+        )
         return policy(claims.subject, "Deny", method_arn)
     return result
+
+
+install()  # tokens never reach a log line (eventlog.structured_logs)

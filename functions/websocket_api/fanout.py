@@ -53,6 +53,10 @@ write their events, so N+1 can be written, streamed and delivered just before N
 (``eventlog.log``). The client's sequencer holds N+1 and fills N from the log; a
 retried record can arrive twice, and clients drop duplicates by ``seq``.
 
+Each batch ends with one metrics line (``eventlog.metrics``): posts, 410s, throttles,
+the batch's duration and each event's delivery age (now minus its ``time``), which an
+alarm watches. It is the batch's log line too: its outcome and size, never an event.
+
 The stream also carries the head item (``seq = HEAD_SEQ``), tombstones (seqs
 whose publisher never wrote them) and TTL deletions. The event source mapping
 filters them out (INSERTs with ``NewImage.event``); ``event_frame`` checks again,
@@ -66,10 +70,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from eventlog import stream
+from eventlog import metrics, schema, stream, structured_logs
 from eventlog.events import Event
+from eventlog.structured_logs import fields
 from websocket_api import frames, management
 from websocket_api.config import (
     FANOUT_DEADLINE_MARGIN_SECONDS,
@@ -97,10 +103,15 @@ class Delivery:
     expired: list[str] = field(default_factory=list)
     skipped: int = 0
     """Receivers not posted to because the deadline was near."""
+    throttled: list[str] = field(default_factory=list)
+    """A connection id per post API Gateway throttled (list.append is safe across threads)."""
 
 
 class DeliveryFailed(Exception):
     """Some receivers could not be reached for now; the record must be retried."""
+
+    delivery: Delivery | None = None
+    """What was done before it failed, for the batch's metrics."""
 
 
 class OutOfTime(DeliveryFailed):
@@ -151,32 +162,46 @@ class Fanout:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout")
 
     def handle(
-        self, records: Sequence[Mapping[str, Any]], *, deadline: Deadline | None = None
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        deadline: Deadline | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        """Process a stream batch in order; report the records it could not finish."""
+        """Process a stream batch in order; report the records it could not finish.
+
+        ``request_id`` (the invocation's) goes into the batch's metrics line."""
         deadline = deadline or Deadline()
+        batch = _BatchMetrics(started=time.monotonic(), request_id=request_id)
         for index, record in enumerate(records):
             try:
                 if deadline.near():
                     raise OutOfTime("the deadline is near")
-                target = event_frame(record)
+                target = _target(record)
                 if target is not None:
-                    self.deliver(*target, deadline=deadline)
+                    event, frame = target
+                    batch.add(self.deliver(event.channel, frame, deadline=deadline))
+                    batch.ages.append((self._clock() - _epoch(event.time)) * 1000)
             except OutOfTime:
                 logger.warning(
                     "stopping %.0f s before the timeout: %d of %d records left for a retry",
                     deadline.margin_seconds,
                     len(records) - index,
                     len(records),
+                    extra=fields(transport="websocket", outcome="out_of_time"),
                 )
-                return unfinished(records[index:])
-            except Exception:
+                return batch.report(records, unfinished(records[index:]))
+            except Exception as exc:
                 sequence_number = record["dynamodb"]["SequenceNumber"]
                 logger.exception(
-                    "record %s failed; it and the rest will be retried", sequence_number
+                    "record %s failed; it and the rest will be retried",
+                    sequence_number,
+                    extra=fields(transport="websocket", outcome="retry", **_where(record)),
                 )
-                return unfinished(records[index:])
-        return unfinished([])
+                if isinstance(exc, DeliveryFailed):
+                    batch.add(exc.delivery)
+                return batch.report(records, unfinished(records[index:]))
+        return batch.report(records, unfinished([]))
 
     def deliver(self, channel: str, frame: str, *, deadline: Deadline | None = None) -> Delivery:
         """Send ``frame`` to every subscriber of ``channel``; forget the ones that are gone.
@@ -191,7 +216,7 @@ class Fanout:
             delivery.expired += [r.connection_id for r in page if r.expired(now)]
             for connection_id, outcome in zip(
                 live,
-                self._executor.map(lambda cid: self._post(cid, frame, deadline), live),
+                self._executor.map(lambda cid: self._post(cid, frame, deadline, delivery), live),
                 strict=True,
             ):
                 if outcome is True:
@@ -203,7 +228,16 @@ class Fanout:
                 elif isinstance(outcome, PostFailed) and outcome.transient:
                     delivery.failed.append(outcome)
                 else:
-                    logger.warning("%s", outcome)
+                    logger.warning(
+                        "%s",
+                        outcome,
+                        extra=fields(
+                            transport="websocket",
+                            outcome="refused",
+                            channel=channel,
+                            connection_id=connection_id,
+                        ),
+                    )
                     delivery.refused += 1
             if delivery.skipped:
                 break  # the rest of the channel is the retry's
@@ -220,21 +254,37 @@ class Fanout:
         if delivery.skipped:
             raise OutOfTime(f"{delivery.skipped} receivers of {channel!r} left for a retry")
         if delivery.failed:
-            raise DeliveryFailed(
+            failed = DeliveryFailed(
                 f"{len(delivery.failed)} of {len(delivery.failed) + delivery.sent} receivers "
                 f"of {channel!r} failed, e.g. {delivery.failed[0]}"
             )
+            failed.delivery = delivery
+            raise failed
         return delivery
 
-    def _post(self, connection_id: str, frame: str, deadline: Deadline) -> bool | str | PostFailed:
+    def _post(
+        self, connection_id: str, frame: str, deadline: Deadline, delivery: Delivery
+    ) -> bool | str | PostFailed:
         if deadline.near():
             return _SKIPPED
+
+        def count_throttle(exc: BaseException) -> None:
+            if management.throttled(exc):
+                delivery.throttled.append(connection_id)
+
         try:
-            return self._send(connection_id, frame, deadline)
+            return self._send(connection_id, frame, deadline, on_transient=count_throttle)
         except PostFailed as exc:
             return exc
 
-    def _send(self, connection_id: str, frame: str, deadline: Deadline) -> bool:
+    def _send(
+        self,
+        connection_id: str,
+        frame: str,
+        deadline: Deadline,
+        *,
+        on_transient: Callable[[BaseException], None] | None = None,
+    ) -> bool:
         """One frame, with the retry policy of the module docstring."""
         return management.post(
             self.client,
@@ -244,6 +294,7 @@ class Fanout:
             sleep=self._sleep,
             out_of_time=deadline.near,
             patient_when_throttled=deadline.known,
+            on_transient=on_transient,
         )
 
     def _expire(self, connection_id: str, deadline: Deadline) -> Exception | None:
@@ -283,14 +334,76 @@ def unfinished(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def event_frame(record: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(channel, event frame)`` for a stream record that adds an event, else None."""
+    target = _target(record)
+    return None if target is None else (target[0].channel, target[1])
+
+
+def _target(record: Mapping[str, Any]) -> tuple[Event, str] | None:
     encoded = stream.inserted_event(record)
     if encoded is None:
         return None  # the head item, or a tombstone: nothing to deliver
     event = Event.decode(encoded)  # a record that is not an Event fails here, not at the client
-    return event.channel, frames.event(encoded)
+    return event, frames.event(encoded)
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def _where(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The channel and seq of a stream record, for a log line; nothing if it has none."""
+    key = record.get("dynamodb", {}).get("Keys", {})
+    try:
+        return {"channel": key[schema.CHANNEL]["S"], "seq": int(key[schema.SEQ]["N"])}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+@dataclass
+class _BatchMetrics:
+    """What one stream batch did, emitted as one EMF line when it ends."""
+
+    started: float
+    posts: int = 0
+    gone: int = 0
+    throttled: int = 0
+    ages: list[float] = field(default_factory=list)
+
+    request_id: str | None = None
+
+    def add(self, delivery: Delivery | None) -> None:
+        if delivery is not None:
+            self.posts += delivery.sent
+            self.gone += len(delivery.gone)
+            self.throttled += len(delivery.throttled)
+
+    def report(
+        self, records: Sequence[Mapping[str, Any]], response: dict[str, Any]
+    ) -> dict[str, Any]:
+        failed = len(response["batchItemFailures"])
+        metrics.emit(
+            metrics.WEBSOCKET,
+            {
+                metrics.FANOUT_POSTS: self.posts,
+                metrics.FANOUT_GONE: self.gone,
+                metrics.FANOUT_THROTTLED: self.throttled,
+                metrics.FANOUT_DURATION: (time.monotonic() - self.started) * 1000,
+                metrics.DELIVERY_AGE: self.ages,
+            },
+            # Searchable beside the metrics: the batch's size and how it ended, no event body.
+            properties=fields(
+                transport="websocket",
+                outcome="retry" if failed else "ok",
+                request_id=self.request_id,
+                records=len(records),
+                failed=failed,
+            ),
+        )
+        return response
 
 
 _fanout: Fanout | None = None
+structured_logs.install()
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -305,4 +418,8 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
             ),
             workers=workers,
         )
-    return _fanout.handle(event.get("Records", []), deadline=Deadline.of(context))
+    return _fanout.handle(
+        event.get("Records", []),
+        deadline=Deadline.of(context),
+        request_id=getattr(context, "aws_request_id", None),
+    )

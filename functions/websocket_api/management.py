@@ -122,12 +122,14 @@ def post(
     sleep: Callable[[float], None] = time.sleep,
     out_of_time: Callable[[], bool] = lambda: False,
     patient_when_throttled: bool = False,
+    on_transient: Callable[[BaseException], None] | None = None,
 ) -> bool:
     """Send one frame; False if the connection is gone, ``PostFailed`` if it could not be sent.
 
     ``out_of_time`` is asked before each retry: once it says so, the frame fails (transient).
     ``patient_when_throttled``: a throttled post is retried until then, however many tries
     that takes (only for a caller whose ``out_of_time`` does say so one day).
+    ``on_transient`` hears every throttled or transient failure (the fan-out counts throttles).
     """
     data = frame.encode()
     attempt = 0
@@ -140,6 +142,8 @@ def post(
                 return False
             if kind == "permanent":
                 raise PostFailed(connection_id, _describe(exc), transient=False) from exc
+            if on_transient is not None:
+                on_transient(exc)
             attempt += 1
             capped = not (patient_when_throttled and kind == "throttled")
             if (capped and attempt >= max_attempts) or out_of_time():
@@ -175,6 +179,15 @@ def classify(exc: BaseException) -> str:
     if isinstance(status, int) and status >= 500:
         return "retry"
     return "permanent"
+
+
+def throttled(exc: BaseException) -> bool:
+    """Whether API Gateway refused ``exc``'s call for the rate (429), not for a fault."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    return code in _THROTTLED or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 429
 
 
 def _describe(exc: BaseException) -> str:

@@ -48,6 +48,8 @@ on the fan-out delivers nothing to it, sends ``expired`` and closes the connecti
 reached a handler without claims, when auth is on, is refused as ``unauthorized``:
 a misconfigured API fails closed. ``unsubscribe`` and ``ping`` need no scope.
 Events are never logged: the ``$connect`` event carries the token in its query string.
+Each request gets one log line of fields instead (``eventlog.structured_logs``): route,
+outcome, API Gateway's request id, connection id, channel and seq.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from auth.config import OFF_WARNING, mode_from_env
 from eventlog.config import MAX_READ_LIMIT
 from eventlog.errors import EventLogError, Throttled, is_throttling
 from eventlog.log import EventLog, default_log
+from eventlog.structured_logs import fields, install
 from websocket_api import frames, management
 from websocket_api.config import (
     BACKLOG_STALL_FIRST_PAUSE_SECONDS,
@@ -172,6 +175,7 @@ def connect(event: Mapping[str, Any], context: Any = None) -> Response:
     """Record the connection. No frame: posting during ``$connect`` answers 410 on AWS."""
     request = Request.from_event(event)
     services().connections.connect(request.connection_id, connected_at_ms=request.connected_at_ms)
+    _log_request(event, request, outcome="ok")
     return OK
 
 
@@ -179,6 +183,7 @@ def disconnect(event: Mapping[str, Any], context: Any = None) -> Response:
     """Forget the connection and its subscriptions (best effort: TTL catches the rest)."""
     request = Request.from_event(event)
     services().connections.forget(request.connection_id)
+    _log_request(event, request, outcome="ok")
     return OK
 
 
@@ -222,6 +227,8 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
     request = Request.from_event(event)
     sender = Sender(request)
     request_id: str | None = None  # echoed in every reply once it is known to be valid
+    frame: ClientFrame | None = None
+    outcome, seq = "internal_error", None
     try:
         obj = frames.decode_object(request.body)
         request_id = frames.request_id(obj)
@@ -229,12 +236,15 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
         if expected is None or not isinstance(frame, expected):
             # Only a router that disagrees with API Gateway's selection gets here.
             raise frames.unknown_action(f"{type(frame).__name__.lower()} on {request.route_key}")
-        _dispatch(request, frame, sender, request_id)
+        seq = _dispatch(request, frame, sender, request_id)
+        outcome = "ok"
     except EventLogError as exc:
+        outcome = exc.code
         sender.send(frames.error_for(exc, request_id))
     except Exception as exc:
         if is_throttling(exc):
             # The client's to retry, as over HTTP: nothing was written.
+            outcome = "throttled"
             throttled = Throttled("the event log is over capacity; retry shortly")
             sender.send(frames.error_for(throttled, request_id))
             return OK
@@ -242,10 +252,15 @@ def _serve(event: Mapping[str, Any], expected: type[ClientFrame] | None) -> Resp
         with contextlib.suppress(Exception):  # the original failure is the one to report
             sender.send(frames.error("internal_error", "the server failed; try again", request_id))
         raise
+    finally:
+        _log_request(event, request, outcome=outcome, frame=frame, seq=seq)
     return OK
 
 
-def _dispatch(request: Request, frame: ClientFrame, sender: Sender, request_id: str | None) -> None:
+def _dispatch(
+    request: Request, frame: ClientFrame, sender: Sender, request_id: str | None
+) -> int | None:
+    """Serve one action; the seq it concerns (a subscription's head, a published event's)."""
     log = services().log
     connections = services().connections
     match frame:
@@ -260,14 +275,43 @@ def _dispatch(request: Request, frame: ClientFrame, sender: Sender, request_id: 
             head = log.head(channel)
             if sender.send(frames.subscribed(channel, head, request_id)) and after is not None:
                 send_backlog(log, sender, channel=channel, after=after, head=head)
+            return head
         case Unsubscribe(channel=channel):
             connections.unsubscribe(request.connection_id, channel)
             sender.send(frames.unsubscribed(channel, request_id))
         case Publish(channel=channel, data=data):
             authorize(request, scope="publish", channel=channel)
-            sender.send(frames.published(log.publish(channel, data), request_id))
+            published = log.publish(channel, data)
+            sender.send(frames.published(published, request_id))
+            return published.seq
         case Ping():
             sender.send(frames.pong(request_id))
+    return None
+
+
+def _log_request(
+    event: Mapping[str, Any],
+    request: Request,
+    *,
+    outcome: str,
+    frame: ClientFrame | None = None,
+    seq: int | None = None,
+) -> None:
+    # One line per request, with what an operator searches by; never the event (the
+    # $connect event holds the token), never a frame's data.
+    logger.info(
+        "%s %s",
+        request.route_key,
+        outcome,
+        extra=fields(
+            transport="websocket",
+            outcome=outcome,
+            request_id=event["requestContext"].get("requestId"),
+            channel=getattr(frame, "channel", None),
+            seq=seq,
+            connection_id=request.connection_id,
+        ),
+    )
 
 
 def send_backlog(
@@ -304,6 +348,8 @@ def send_backlog(
             stalls += 1
         cursor = page.next
 
+
+install()  # tokens never reach a log line (eventlog.structured_logs)
 
 ROUTES: dict[str, Callable[[Mapping[str, Any], Any], Response]] = {
     "$connect": connect,
