@@ -360,9 +360,9 @@ def test_every_function_logs_json(synths: dict[str, Synth]) -> None:
         for resource in template["Resources"].values()
         if resource["Type"] == "AWS::Lambda::Function"
         # Ours, not the CDK's own helpers (the demo page's deployment, custom resources).
-        and resource["Properties"].get("Handler", "").startswith(
-            ("polling.", "websocket_api.", "sse_service.")
-        )
+        and resource["Properties"]
+        .get("Handler", "")
+        .startswith(("polling.", "websocket_api.", "sse_service."))
     ]
     assert len(functions) == 11  # polling; 7 routes, the authorizer, the fan-out; the relay
     for function in functions:
