@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import IO
 
-from local.servers import HOST, wait_until_closed
+from local.servers import HOST, ignore_interrupts_unless_interactive, wait_until_closed
 
 
 def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="0 (default): any free port")
     args = parser.parse_args(argv)
+    ignore_interrupts_unless_interactive()
     with contextlib.suppress(KeyboardInterrupt):  # run by hand, in a terminal
         serve(args.port, announce=sys.stdout, until_closed=sys.stdin.buffer)
 

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import IO, Any
 
-from local.servers import HOST, wait_until_closed
+from local.servers import HOST, ignore_interrupts_unless_interactive, wait_until_closed
 
 
 def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="0 (default): any free port")
     args = parser.parse_args(argv)
+    ignore_interrupts_unless_interactive()
     with contextlib.suppress(KeyboardInterrupt):  # run by hand, in a terminal
         serve(args.port, announce=sys.stdout, until_closed=sys.stdin.buffer)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,6 +109,15 @@ def child_service(module: str, port: int, *, name: str) -> Iterator[str]:
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+def ignore_interrupts_unless_interactive() -> None:
+    """In a service the stack started, SIGINT is not the signal to stop: the stack closes
+    its stdin, after the servers that still use it. (Ctrl-C never reaches it, in a session
+    of its own; ``pkill -INT -f 'python -m local'`` would, and must not stop DynamoDB
+    under a stack that is still shutting down.) Run by hand in a terminal, Ctrl-C works."""
+    if not sys.stdin.isatty():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def wait_until_closed(stream: IO[bytes]) -> None:
