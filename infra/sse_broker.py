@@ -45,8 +45,8 @@ from infra.app_rules import acknowledge
 from infra.lambda_code import (
     APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
-    LOGGING_FORMAT,
     LAMBDA_RUNTIME,
+    LOGGING_FORMAT,
     acknowledge_runtime,
     function_code,
 )
