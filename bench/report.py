@@ -189,8 +189,11 @@ def render_page(
         "",
         "- **Polling** (long poll, `wait=20`): the waiting request re-reads the log after "
         "0.1, 0.2, 0.4 s and then every 0.5 s, so an event waits up to one pause.",
-        f"- **SSE**: one reader per channel per process polls the log every "
-        f"{SSE_READER_INTERVAL_SECONDS * 1000:.0f} ms; an event waits half of that on average.",
+        "- **SSE**: publish, then the DynamoDB stream (the same local poller), then the "
+        "broker relay's publish and the task's push to its streams; the log is read only "
+        "to catch up. With the broker off, one reader per channel per process polls the "
+        f"log every {SSE_READER_INTERVAL_SECONDS * 1000:.0f} ms and an event waits half of "
+        "that on average.",
         "- **WebSocket**: publish, then the DynamoDB stream (polled every 50 ms by the local "
         "stack's event source mapping), then the fan-out function's posts.",
         "",

@@ -42,8 +42,9 @@ def render_snippet(results: Mapping[str, Any]) -> str:
         (
             "Latency, publish to deliver (local)",
             f"{latency('polling')}: a waiting request re-reads the log every 0.1-0.5 s",
-            f"{latency('sse')}: one reader per channel polls every "
-            f"{SSE_READER_INTERVAL_SECONDS * 1000:.0f} ms",
+            f"{latency('sse')}: the stream, a relay to the broker, a push to the task "
+            f"(without the broker, a reader per channel polls every "
+            f"{SSE_READER_INTERVAL_SECONDS * 1000:.0f} ms)",
             f"{latency('websocket')} locally; on AWS the DynamoDB stream hop alone is "
             "about 200 ms p50 (bitesizedserverless.com, serverless messaging latency)",
         ),
@@ -95,7 +96,7 @@ def render_snippet(results: Mapping[str, Any]) -> str:
             "State on the server",
             "none: the client keeps its cursor",
             "open streams in the task (a stopped task's clients resume by "
-            "`Last-Event-ID`); one reader per channel per task",
+            "`Last-Event-ID`); one broker subscription per channel per task",
             f"{memory['websocket_items_per_connection']:.0f} DynamoDB items "
             f"({memory['websocket_item_bytes_per_connection']:.0f} B) per subscribed "
             "connection; `$disconnect` is best effort, TTL cleans up",
@@ -124,10 +125,11 @@ def render_snippet(results: Mapping[str, Any]) -> str:
         ),
         (
             "Best for",
-            "few clients, rare updates, clients that cannot hold a connection",
-            "many clients x frequent events, one-way feeds (dashboards, notifications)",
-            "two-way interaction (chat, presence, collaborative editing), or few "
-            "clients and rare events",
+            "clients that cannot hold a connection; never the cheapest (see below)",
+            "one-way feeds to many clients (from about a thousand), at any event rate "
+            "and on any number of channels (dashboards, notifications)",
+            "two-way interaction (chat, presence, collaborative editing), or fewer "
+            "than about a thousand clients",
         ),
     ]
     lines = [

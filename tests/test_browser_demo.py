@@ -2,10 +2,11 @@
 
 The page is loaded from the local stack, exactly as ``make dev`` serves it (auth on:
 the page fetches development tokens), and must show each published event once, in
-order, in all three panels, also across a dropped and resumed connection, on the
-orderly stack and under disorder (the other tests run orderly only: they check the
-page, not delivery). Any console error on the page fails the test: a page that
-works but logs errors would hide the next real one.
+order, in all three panels, also across a dropped and resumed connection. Every test
+that uses a stack runs on the orderly one and under disorder (``local.disorder``); the
+ones that check the page alone (its messages, its sequencer, its intervals) once. Any
+console error on the page fails the test: a page that works but logs errors would
+hide the next real one.
 
 Chromium comes from the system (``apt-get install chromium``), never from a
 Playwright download: the test fails, not skips, where it is missing, because CI
@@ -188,8 +189,11 @@ def test_every_panel_shows_each_event_once_also_across_a_dropped_connection(
 
 
 def test_short_lived_tokens_are_renewed_and_an_expired_stream_resumes(
-    local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
+    request: pytest.FixtureRequest, mode: str, page: tuple[Page, ConsoleErrors]
 ) -> None:
+    from tests.e2e_support import stack_for
+
+    local_stack = stack_for(request, mode)
     tab, _errors = page
     assert local_stack.endpoints.demo_url is not None
     # Every development token the page asks for lives 3 s instead of an hour.
@@ -210,8 +214,11 @@ def test_short_lived_tokens_are_renewed_and_an_expired_stream_resumes(
 
 
 def test_a_refused_publish_shows_the_problem_detail(
-    local_stack: LocalStack, page: tuple[Page, ConsoleErrors]
+    request: pytest.FixtureRequest, mode: str, page: tuple[Page, ConsoleErrors]
 ) -> None:
+    from tests.e2e_support import stack_for
+
+    local_stack = stack_for(request, mode)
     tab, errors = page
     assert local_stack.endpoints.demo_url is not None
     tab.goto(local_stack.endpoints.demo_url)
