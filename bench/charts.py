@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import cost
+from bench import cost, footprint
 from bench.labels import (
     COLORS,
     COST_CLIENTS,
@@ -118,9 +118,13 @@ def chart_cold_start(results: Mapping[str, Any], path: Path) -> None:
     rows = results["cold_start"]
     names = list(rows)
     axes.barh(names, [rows[n]["shipped_ms"] for n in names], color="#756bb1")
-    axes.axvline(
-        rows["boto3"]["shipped_ms"] * 1.3, color="grey", linestyle=":", label="1.3 x boto3"
-    )
+    for index, limit in enumerate(sorted(set(footprint.IMPORT_RATIO_LIMITS.values()))):
+        axes.axvline(
+            rows["boto3"]["shipped_ms"] * limit,
+            color="grey",
+            linestyle=(":", "--", "-.")[index % 3],
+            label=f"{limit:g} x boto3",
+        )
     axes.set_xlabel("import in a fresh interpreter, ms (median)")
     axes.set_title("Cold-start proxy: import time of each Lambda entry module")
     axes.legend()

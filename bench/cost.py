@@ -21,6 +21,11 @@ How each transport spends:
   events come faster; the function is billed for the whole wait, and re-reads the
   log while it waits (``polling.long_poll``'s pause schedule): a client keeps a
   Lambda busy around the clock.
+- **polling with SnapStart** (``--polling-snapstart``, ``-c pollingSnapStart=on``), either
+  kind: the published version's snapshot cached all month, per GB of the function's
+  memory, and a restore, per GB, for every execution environment Lambda starts: the
+  executions the load keeps busy on average, each replaced every
+  ``lambda_environment_hours``.
 - **WebSocket**: connection-minutes, and messages both ways in 32 KB increments:
   each event to each client, the keep-alive ping and pong, the subscribe after every
   reconnect (API Gateway closes a connection after 2 h); the fan-out Lambda (one
@@ -79,6 +84,8 @@ REQUIRED_PRICES = (
     "apigw_websocket_connection_minute",
     "lambda_request",
     "lambda_gb_second_arm64",
+    "lambda_snapstart_cache_gb_second",
+    "lambda_snapstart_restore_gb",
     "dynamodb_read_request_unit",
     "dynamodb_write_request_unit",
     "dynamodb_streams_read_request_unit",
@@ -121,6 +128,10 @@ class Deployment:
     polling_memory_gb: float = 0.25  # infra/polling_api.py memory_size default, 256 MB
     polling_read_ms: float = 20.0  # billed time of a read that does not wait (assumed)
     long_poll_wait_seconds: float = DEFAULT_WAIT_SECONDS
+    polling_snapstart: bool = False  # infra/polling_api.py: -c pollingSnapStart=on
+    lambda_environment_hours: float = 2.0
+    """How long an execution environment lives before Lambda replaces it (assumed: Lambda
+    publishes no figure). With SnapStart every replacement is one more restore."""
     route_memory_gb: float = 0.25  # infra/websocket_api.py route functions, 256 MB
     route_ms: float = 20.0  # billed time of one route invocation (assumed)
     publish_ms: float = 30.0  # billed time of a publish (the counter and the put, assumed)
@@ -238,18 +249,37 @@ def _publishes(
     }
 
 
+def _polling_snapstart(
+    load: Load, prices: Mapping[str, Any], d: Deployment, *, busy_seconds: float
+) -> Breakdown:
+    """SnapStart's charges: the one published version's cache, and a restore per environment."""
+    if not d.polling_snapstart:
+        return {}
+    seconds = load.hours * 3600
+    environments = max(1.0, busy_seconds / seconds)  # executions at once, on average
+    restores = environments * load.hours / d.lambda_environment_hours
+    return {
+        "SnapStart cache": d.polling_memory_gb
+        * seconds
+        * _price(prices, "lambda_snapstart_cache_gb_second"),
+        "SnapStart restores": restores
+        * d.polling_memory_gb
+        * _price(prices, "lambda_snapstart_restore_gb"),
+    }
+
+
 def polling_short(load: Load, prices: Mapping[str, Any], d: Deployment) -> Breakdown:
     minutes = load.hours * 60
     reads = load.clients * 60 / load.poll_interval_seconds * minutes
     events_seen = load.clients * load.events_per_minute * minutes
+    busy_seconds = reads * d.polling_read_ms / 1000
     return {
         "API requests": reads * _price(prices, "apigw_http_request"),
         "Lambda requests": reads * _price(prices, "lambda_request"),
-        "Lambda duration": reads
+        "Lambda duration": busy_seconds
         * d.polling_memory_gb
-        * d.polling_read_ms
-        / 1000
         * _price(prices, "lambda_gb_second_arm64"),
+        **_polling_snapstart(load, prices, d, busy_seconds=busy_seconds),
         "log reads (DynamoDB)": reads * _price(prices, "dynamodb_read_request_unit"),
         # An event rides in a read's reply: it adds about its own size (its SSE frame's).
         "data transfer out": _gb_out(
@@ -278,6 +308,7 @@ def polling_long(load: Load, prices: Mapping[str, Any], d: Deployment) -> Breakd
         * d.polling_memory_gb
         * _price(prices, "lambda_gb_second_arm64"),
         "log reads while waiting (DynamoDB)": reads * _price(prices, "dynamodb_read_request_unit"),
+        **_polling_snapstart(load, prices, d, busy_seconds=busy_seconds),
         "data transfer out": _gb_out(
             prices,
             load.clients * 60 / wait * minutes * d.poll_request_bytes
@@ -544,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         default="broker",
         help="how events reach the SSE tasks (infra/sse_broker.py; -c sseBackplane)",
     )
+    parser.add_argument(
+        "--polling-snapstart",
+        action="store_true",
+        help="the polling function with SnapStart (infra/polling_api.py; -c pollingSnapStart=on)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="measured figures")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE)
     parser.add_argument(
@@ -563,7 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    deployment = replace(deployment_from_results(args.results), sse_backplane=args.backplane)
+    deployment = replace(
+        deployment_from_results(args.results),
+        sse_backplane=args.backplane,
+        polling_snapstart=args.polling_snapstart,
+    )
     costs = monthly_costs(load, prices=load_prices(args.prices), deployment=deployment)
     print(format_table(load, costs, deployment))
     return 0

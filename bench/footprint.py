@@ -73,6 +73,34 @@ HANDLERS = (
 )
 """Every Lambda entry module; one that does not exist (yet) in ``functions/`` is skipped."""
 
+IMPORT_RATIO_LIMITS = {
+    "polling_handler": 1.5,
+    "websocket_routes": 1.3,
+    "websocket_fanout": 1.3,
+    "websocket_authorizer": 1.3,
+}
+"""The most each entry module's import may take, over a bare ``import boto3`` (as shipped).
+The WebSocket handlers import no web framework, so they stay near boto3 itself (the
+SDK they load on first use); the polling function is a FastAPI "Lambdalith" (see
+``polling``) and may pay for FastAPI and pydantic, but for nothing it does not need at
+its first request."""
+
+
+def import_checks(cold_start: dict[str, Any]) -> dict[str, tuple[float, str, float, str]]:
+    """The import targets of ``bench.run.targets``: (ratio, "<=", limit, what) per module."""
+    checks = {}
+    for key, row in cold_start.items():
+        if key in IMPORT_RATIO_LIMITS:
+            # The polling function has one entry module: its target is named for the transport.
+            name = "import_polling" if key == "polling_handler" else f"import_{key}"
+            checks[name] = (
+                float(row["ratio_to_boto3"]),
+                "<=",
+                IMPORT_RATIO_LIMITS[key],
+                f"{key} import time / bare import boto3",
+            )
+    return checks
+
 
 ASSETS = (
     Asset(key="polling", packages=("auth", "eventlog", "polling"), dependency_groups=("polling",)),

@@ -130,15 +130,28 @@ def why_missed(results: Mapping[str, Any]) -> list[str]:
         "was not connected (the feeds poll meanwhile: `/healthz` says `broker`), or the "
         "stack ran with `--broker off`."
     )
+    if "import_polling" in targets:
+        notes["import_polling"] = (
+            f"**Polling import ({targets['import_polling']['value']:.2f}x a bare `import "
+            "boto3`).** Most of it is FastAPI and pydantic, which the app needs to serve any "
+            "request (FastAPI also imports `pydantic.v1`, to check each route's parameters, "
+            "and OpenTelemetry's API); `import fastapi` alone took about 1.7x a bare "
+            "`import boto3` on the development machine (2026-12-02). The app's own modules "
+            "are a small part, and PyJWT and boto3 are left to the first request that needs "
+            "them. What would reach it: SnapStart "
+            "(`-c pollingSnapStart=on`), whose restored environments do not import at all; "
+            "or the event routes served without FastAPI, as the WebSocket handlers are, at "
+            "the price of the Lambdalith's one app for uvicorn and Lambda and its schema."
+        )
     lines = []
     for key, target in targets.items():
         if target["met"]:
             continue
-        if key.startswith("import_"):
+        if key in notes:
+            lines.append(notes[key])
+        elif key.startswith("import_"):
             lines.append(
                 f"**{target['what']} ({target['value']:.2f}).** Its module imports an SDK or "
                 "library at load time; import it on first use instead."
             )
-        elif key in notes:
-            lines.append(notes[key])
     return lines

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import cost
+from bench import cost, footprint
 from bench.charts import (
     chart_cold_start,
     chart_cost,
@@ -334,7 +334,11 @@ def render_page(
         "Import time of each Lambda entry module in a fresh interpreter (median): "
         "*compiled* with every module's bytecode cached; *from source* with the project's "
         "own packages compiled at import (a zip without bytecode), the rest cached, as "
-        "the runtime's boto3 is.",
+        "the runtime's boto3 is. The targets: "
+        + ", ".join(f"`{key}` {limit:g}x" for key, limit in footprint.IMPORT_RATIO_LIMITS.items())
+        + " a bare `import boto3`. The WebSocket handlers import no framework; the polling "
+        "function imports FastAPI and pydantic, and leaves PyJWT and boto3 to the first "
+        "request that needs them (or, with SnapStart, to the snapshot).",
         "",
         *table_header("module", "compiled", "from source", "/ bare `import boto3` (from source)"),
     ]

@@ -263,14 +263,7 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         1000.0,
         f"Hot channel: publish p99 with {most['publishers']} publishers, ms",
     )
-    for key, row in results["cold_start"].items():
-        if key.startswith("websocket_"):
-            checks[f"import_{key}"] = (
-                row["ratio_to_boto3"],
-                "<=",
-                1.3,
-                f"{key} import time / bare import boto3",
-            )
+    checks.update(footprint.import_checks(results["cold_start"]))
     return {
         key: {
             "value": value,

@@ -32,6 +32,24 @@ the clients retry after a pause. ``-c pollingConcurrency=N`` changes the reserve
 ``-c pollingConcurrency=none`` reserves nothing (an account whose quota is below the
 reserve plus 100 cannot deploy one).
 
+SnapStart (``-c pollingSnapStart=on``, default off). Lambda runs the function's init
+once, when a version is published, and resumes new execution environments from a
+snapshot of it instead of importing FastAPI each time (Python 3.12 and later,
+published versions and aliases only: docs.aws.amazon.com/lambda/latest/dg/
+snapstart.html). Turned on, the function publishes a version on every code or
+configuration change, an alias (``live``) follows it, and the HTTP API invokes the
+alias. Off by default for two reasons. It is billed: the snapshot is cached for as long
+as the version is active, per GB of the function's memory (256 MB: about $1 a month),
+and every restore is charged per GB (256 MB: about $0.035 per thousand new
+environments), prices in ``bench/prices.json`` (from aws.amazon.com/lambda/pricing/),
+modelled by ``python -m bench.cost --polling-snapstart``. And a restore resumes one
+snapshot many times: whatever the init made that must differ per environment (random
+state, connections, secrets) would be shared. ``polling.snapstart`` reseeds ``random``
+after every restore and imports what the first request needs before the snapshot; the
+init opens no connection and reads no secret (docs.aws.amazon.com/lambda/latest/dg/
+snapstart-uniqueness.html). Old versions are deleted on update, so no stale snapshot
+stays cached.
+
 Auth: the function verifies every publish and read itself (``polling.auth``), with
 the settings and the read-only secret grant of the shared ``Auth``. An HTTP API
 JWT authorizer could check the signature before the function runs, but not which
@@ -109,6 +127,21 @@ def reserved_concurrency_from(value: object) -> int | None:
     return int(text)
 
 
+SNAP_START_CONTEXT = "pollingSnapStart"
+LIVE_ALIAS = "live"
+"""The alias the HTTP API invokes when SnapStart is on: always the newest published version."""
+
+
+def snap_start_from(value: object) -> bool:
+    """``-c pollingSnapStart=``: ``on`` or ``off`` (the default when unset)."""
+    text = str(value if value is not None else "").strip().lower()
+    if text in ("", "off"):
+        return False
+    if text == "on":
+        return True
+    raise ValueError(f"-c {SNAP_START_CONTEXT}= takes on or off, got {value!r}")
+
+
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
     "requestTime": "$context.requestTime",
@@ -145,8 +178,13 @@ class PollingApi(Construct):
         poll bills memory x time, so more memory makes every wait dearer.
     :param log_retention: how long the function's logs and the access logs are kept.
         Default: one month.
+    :param snap_start: resume new execution environments from a snapshot of a published
+        version, invoked through the ``live`` alias (see the module docstring). Default:
+        False, billed per GB cached and per GB restored.
 
-    Attributes: ``function``, ``function_logs``, ``http_api``, ``stage``, ``access_logs``,
+    Attributes: ``function``, ``function_logs``, ``alias`` (the ``live`` alias with
+    SnapStart, else None), ``invoked`` (what the HTTP API invokes: the alias or the
+    function), ``http_api``, ``stage``, ``access_logs``,
     ``url`` (the API's own endpoint, no trailing slash), ``edge_routes`` and
     ``edge_endpoints`` (what ``infra.edge`` serves from this API: every route).
     """
@@ -164,6 +202,7 @@ class PollingApi(Construct):
         throttling_burst_limit: int | None = None,
         memory_size: int = 256,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        snap_start: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         if reserved_concurrency is not None and reserved_concurrency < 1:
@@ -196,7 +235,20 @@ class PollingApi(Construct):
                 "CORS_ALLOW_ORIGINS": ",".join(cors_allow_origins),
                 **auth.environment,
             },
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            # A version left behind would keep its snapshot cached, and billed.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY)
+            if snap_start
+            else None,
         )
+        self.alias: lambda_.Alias | None = (
+            lambda_.Alias(
+                self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
+            )
+            if snap_start
+            else None
+        )
+        self.invoked: lambda_.IFunction = self.alias or self.function
         auth.grant_verify(self.function)
         grant_log_append(events_table, self.function)
 
@@ -216,7 +268,7 @@ class PollingApi(Construct):
         )
         integration = HttpLambdaIntegration(
             "Function",
-            self.function,
+            self.invoked,
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
         for method, path in ROUTES:
@@ -306,6 +358,7 @@ class PollingStack(Stack):
             reserved_concurrency=reserved_concurrency_from(
                 self.node.try_get_context(RESERVED_CONCURRENCY_CONTEXT)
             ),
+            snap_start=snap_start_from(self.node.try_get_context(SNAP_START_CONTEXT)),
         )
         self.edge_routes = self.polling_api.edge_routes
         self.edge_endpoints = self.polling_api.edge_endpoints

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench import gateway_fanout, latency, results
+from bench import footprint, gateway_fanout, latency, results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +85,22 @@ def test_missing_or_not_numeric_names_each_bad_key() -> None:
     assert "fanout.sse.rows[].n" in results.missing_or_not_numeric(rows)
     rows["fanout"]["sse"]["rows"] = [{"n": float("nan")}]
     assert "fanout.sse.rows[].n" in results.missing_or_not_numeric(rows)
+
+
+def test_every_lambda_entry_module_has_an_import_target() -> None:
+    cold_start = {"boto3": {"shipped_ms": 100.0}} | {
+        handler.key: {"shipped_ms": 140.0, "ratio_to_boto3": 1.4} for handler in footprint.HANDLERS
+    }
+    checks = footprint.import_checks(cold_start)
+
+    assert set(checks) == {
+        "import_polling",
+        "import_websocket_routes",
+        "import_websocket_fanout",
+        "import_websocket_authorizer",
+    }
+    assert checks["import_polling"][1:3] == ("<=", 1.5)
+    assert checks["import_websocket_routes"][1:3] == ("<=", 1.3)
 
 
 def test_percentiles_are_measured_samples() -> None:

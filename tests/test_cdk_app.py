@@ -25,7 +25,7 @@ import pytest
 
 from eventlog import endpoints
 
-# Six synths (the first bundles every asset) take minutes on two busy cores.
+# Seven synths (the first bundles every asset) take minutes on two busy cores.
 pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ VARIANTS = (
     Variant("default"),
     Variant("auth-jwks", context=("auth=jwks", f"authJwksUrl={JWKS_URL}")),
     Variant("auth-off", context=("auth=off",)),
+    Variant("polling-snapstart", context=("pollingSnapStart=on",)),
     Variant("without-polling", without="PollingStack"),
     Variant("without-websocket", without="WebSocketStack"),
     Variant("without-sse", without="SseStack"),
@@ -268,6 +269,17 @@ def test_auth_modes_change_only_what_they_must(synths: dict[str, Synth]) -> None
     assert (secrets("default"), secrets("auth-jwks"), secrets("auth-off")) == (1, 0, 0)
     stdout = synths["auth-off"].result.stdout
     assert re.search(r"auth.*off", stdout, re.IGNORECASE), "auth=off must warn at synth"
+
+
+def test_polling_snapstart_is_switched_by_its_context(synths: dict[str, Synth]) -> None:
+    def snapshotted(name: str) -> tuple[bool, int]:
+        resources = synths[name].templates()[endpoints.POLLING_STACK]["Resources"].values()
+        functions = [r for r in resources if r["Type"] == "AWS::Lambda::Function"]
+        aliases = [r for r in resources if r["Type"] == "AWS::Lambda::Alias"]
+        return any("SnapStart" in f["Properties"] for f in functions), len(aliases)
+
+    assert snapshotted("default") == (False, 0)
+    assert snapshotted("polling-snapstart") == (True, 1)
 
 
 def test_an_unacknowledged_finding_fails_the_synth(tmp_path: Path) -> None:

@@ -86,6 +86,38 @@ def test_a_long_poll_rereads_on_the_pause_schedule() -> None:
     assert cost.long_poll_reads(0.1) == 2
 
 
+def test_polling_snapstart_adds_its_cache_and_a_restore_per_environment() -> None:
+    load = cost.Load(clients=1000, events_per_minute=6)
+    snapstart = replace(cost.Deployment(), polling_snapstart=True)
+    plain = cost.monthly_costs(load, prices=PRICES, deployment=cost.Deployment())
+    priced = cost.monthly_costs(load, prices=PRICES, deployment=snapstart)
+
+    # 256 MB cached all month: 0.25 GB x 2,628,000 s x $0.0000015046
+    cache = 0.25 * 730 * 3600 * 1.5046e-6  # $0.99
+    # Short polling: 1,000 clients x 12 reads a minute x 20 ms keep 4 executions busy,
+    # each replaced every 2 h: 1,460 restores of 0.25 GB at $0.0001397998 per GB.
+    short = priced["polling_short"]
+    assert short["SnapStart cache"] == pytest.approx(cache)
+    assert short["SnapStart restores"] == pytest.approx(4 * 365 * 0.25 * 1.397998e-4)
+    # Long polling keeps one execution per client: 1,000 x 365 restores.
+    assert priced["polling_long"]["SnapStart restores"] == pytest.approx(
+        1000 * 365 * 0.25 * 1.397998e-4
+    )
+    for name in ("polling_short", "polling_long"):
+        added = {item: priced[name][item] for item in set(priced[name]) - set(plain[name])}
+        assert set(added) == {"SnapStart cache", "SnapStart restores"}
+        assert {item: priced[name][item] for item in plain[name]} == plain[name]
+    for name in ("websocket", "sse"):
+        assert priced[name] == plain[name]
+
+
+def test_the_command_line_prices_polling_with_snapstart() -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cost.main(["--clients", "10", "--polling-snapstart"]) == 0
+    assert "SnapStart cache" in out.getvalue()
+
+
 def test_sse_has_a_floor_of_two_tasks_a_load_balancer_and_a_broker() -> None:
     sse = costs(clients=0, events_per_minute=0)["sse"]
     assert sse["Fargate vCPU"] == pytest.approx(2 * 730 * 0.03238)  # $47.27

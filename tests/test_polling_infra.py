@@ -16,7 +16,13 @@ from eventlog import endpoints
 from eventlog.config import HTTP_API_TIMEOUT_SECONDS, MAX_LONG_POLL_SECONDS
 from infra.auth import Auth, AuthConfig, AuthStack
 from infra.events_table import EventLogStack
-from infra.polling_api import DEFAULT_RESERVED_CONCURRENCY, PollingApi, PollingStack
+from infra.polling_api import (
+    DEFAULT_RESERVED_CONCURRENCY,
+    LIVE_ALIAS,
+    PollingApi,
+    PollingStack,
+    snap_start_from,
+)
 from polling.config import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, ROUTES
 
 JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Pool/.well-known/jwks.json"
@@ -46,6 +52,7 @@ def stacks() -> dict[str, cdk.Stack]:
         throttling_rate_limit=7,
         throttling_burst_limit=9,
         memory_size=512,
+        snap_start=True,
     )
     return {"default": stack, "custom": custom}
 
@@ -215,6 +222,54 @@ def test_the_construct_takes_its_documented_options(custom_template: Template) -
             },
         },
     )
+
+
+def integration_target(template: Template) -> str:
+    """What the one integration invokes: the logical id its URI references."""
+    uri = only(template, "AWS::ApiGatewayV2::Integration")["Properties"]["IntegrationUri"]
+    return str(uri.get("Ref") or uri["Fn::GetAtt"][0])
+
+
+def test_by_default_the_api_invokes_the_function_without_snapstart(template: Template) -> None:
+    function = only(template, "AWS::Lambda::Function")["Properties"]
+    assert "SnapStart" not in function
+    assert not template.find_resources("AWS::Lambda::Version")
+    assert not template.find_resources("AWS::Lambda::Alias")
+    (function_id,) = template.find_resources("AWS::Lambda::Function")
+    assert integration_target(template) == function_id
+
+
+def test_with_snapstart_the_api_invokes_an_alias_of_the_published_version(
+    custom_template: Template,
+) -> None:
+    function = only(custom_template, "AWS::Lambda::Function")["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    # An old version would keep its snapshot cached (and billed): it goes with the update.
+    version = only(custom_template, "AWS::Lambda::Version")
+    assert version["DeletionPolicy"] == "Delete"
+    (version_id,) = custom_template.find_resources("AWS::Lambda::Version")
+    alias = only(custom_template, "AWS::Lambda::Alias")["Properties"]
+    assert alias["Name"] == LIVE_ALIAS
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    (alias_id,) = custom_template.find_resources("AWS::Lambda::Alias")
+    assert integration_target(custom_template) == alias_id
+    # API Gateway may invoke the alias, which is what it calls.
+    permissions = custom_template.find_resources("AWS::Lambda::Permission").values()
+    assert {json.dumps(p["Properties"]["FunctionName"]) for p in permissions} == {
+        json.dumps({"Ref": alias_id})
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, False), ("", False), ("off", False), ("ON", True)]
+)
+def test_the_snapstart_context_is_on_or_off(value: object, expected: bool) -> None:
+    assert snap_start_from(value) is expected
+
+
+def test_the_snapstart_context_refuses_anything_else() -> None:
+    with pytest.raises(ValueError, match="pollingSnapStart"):
+        snap_start_from("yes")
 
 
 def test_the_function_verifies_tokens_with_the_shared_secret_and_may_only_read_it(

@@ -5,7 +5,7 @@
 wrong shape). ``Claims.check`` then answers ``Forbidden`` (403) for a scope the
 token does not grant. Whatever fails, neither the token nor anything read from it
 before it was verified (a header's ``kid``, a malformed segment) is logged or echoed
-in an error: each kind of failure has a fixed reason (``_REASONS``).
+in an error: each kind of failure has a fixed reason (``_reason``).
 
 Keys, by mode:
 
@@ -28,6 +28,12 @@ clients throw their tokens away.
 
 Verification may do network I/O (the first call in a container, then once per
 cache period): async callers run it in a worker thread.
+
+PyJWT is imported by the first verification, not with this module: after FastAPI it
+is the largest import of the polling function (more so with ``cryptography`` installed,
+which PyJWT then imports too), and what carries no token (a health check, auth ``off``)
+never needs it. Without SnapStart the first verification pays it instead of the init;
+with SnapStart it is imported before the snapshot (``polling.snapstart``).
 """
 
 from __future__ import annotations
@@ -37,8 +43,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import jwt
 
 from auth.claims import ANONYMOUS, Claims, InvalidClaims, Scope
 from auth.config import (
@@ -127,6 +131,8 @@ class Verifier:
                 "or ?token=<token> where headers cannot be set",
                 token_sent=False,
             )
+        import jwt  # see the module docstring: on first use
+
         try:
             claims = Claims.from_payload(self._decode(token))
         except jwt.ExpiredSignatureError:
@@ -147,6 +153,8 @@ class Verifier:
     # --- Keys ---------------------------------------------------------------------------------
 
     def _decode(self, token: str) -> dict[str, Any]:
+        import jwt
+
         if self.settings.mode == "jwks":
             return self._decode_with(token, [self._jwks_key(token)], JWKS_ALGORITHMS)
         if self._secrets is None:
@@ -174,6 +182,8 @@ class Verifier:
         self, token: str, keys: Sequence[Any], algorithms: Sequence[str]
     ) -> dict[str, Any]:
         """The verified payload, with the first key whose signature matches."""
+        import jwt
+
         settings = self.settings
         for index, key in enumerate(keys):
             try:
@@ -199,6 +209,8 @@ class Verifier:
         raise jwt.InvalidSignatureError("no key")
 
     def _jwks_key(self, token: str) -> Any:
+        import jwt
+
         if self._jwks_client is None:
             with self._lock:
                 if self._jwks_client is None:
@@ -216,25 +228,25 @@ class Verifier:
             raise Unauthorized(f"the token is not valid: {_reason(exc)}") from None
 
 
-_REASONS: tuple[tuple[type[BaseException], str], ...] = (
-    (jwt.InvalidSignatureError, "its signature does not match"),
-    (jwt.InvalidAlgorithmError, "its algorithm is not accepted"),
-    (jwt.DecodeError, "it is not a well-formed JWT"),
-    (jwt.ImmatureSignatureError, "it is not valid yet"),
-    (jwt.InvalidIssuedAtError, "its iat is not valid"),
-    (jwt.InvalidAudienceError, "it is not meant for this audience"),
-    (jwt.InvalidIssuerError, "it is not from the expected issuer"),
-    (jwt.PyJWKClientError, "no key of the provider matches it"),
-)
-"""A fixed reason per failure: PyJWT's own messages may quote the token (a ``kid``, bytes)."""
-
-
 def _reason(exc: BaseException) -> str:
+    """A fixed reason per failure: PyJWT's own messages may quote the token (a ``kid``, bytes)."""
+    import jwt
+
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"it has no {exc.claim} claim"  # one of the names this module requires
     if isinstance(exc, InvalidClaims):
         return str(exc)  # this project's own messages, which quote nothing from the token
-    for kind, reason in _REASONS:
+    reasons: tuple[tuple[type[BaseException], str], ...] = (
+        (jwt.InvalidSignatureError, "its signature does not match"),
+        (jwt.InvalidAlgorithmError, "its algorithm is not accepted"),
+        (jwt.DecodeError, "it is not a well-formed JWT"),
+        (jwt.ImmatureSignatureError, "it is not valid yet"),
+        (jwt.InvalidIssuedAtError, "its iat is not valid"),
+        (jwt.InvalidAudienceError, "it is not meant for this audience"),
+        (jwt.InvalidIssuerError, "it is not from the expected issuer"),
+        (jwt.PyJWKClientError, "no key of the provider matches it"),
+    )
+    for kind, reason in reasons:
         if isinstance(exc, kind):
             return reason
     return "it cannot be verified"
