@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
 from constructs import Construct
 
 from eventlog import endpoints
 from eventlog.schema import EVENTS_TABLE, TOMBSTONE_ATTRIBUTES
+from eventlog.stream import EVENT_INSERTS
 from infra.tables import table_from_spec
 
 # What ``eventlog.EventLog`` calls, in three grants: every transport reads; every reader may
@@ -45,6 +49,54 @@ def grant_log_read(table: dynamodb.ITable, grantee: iam.IGrantable) -> None:
 def grant_log_append(table: dynamodb.ITable, grantee: iam.IGrantable) -> None:
     """Let ``grantee`` read and publish to the log."""
     table.grant(grantee, *LOG_READ, *LOG_APPEND)
+
+
+def read_event_inserts(
+    scope: Construct,
+    name: str,
+    *,
+    table: dynamodb.ITable,
+    function: lambda_.IFunction,
+    batch_size: int,
+    retry_attempts: int,
+    max_record_age: Duration,
+) -> tuple[DynamoEventSource, sqs.Queue]:
+    """Feed ``function`` the log's new events from its stream, as both its readers are fed.
+
+    Event inserts only (``eventlog.stream``), invoked as records come (latency first),
+    partial batch responses and bisection on errors, and what fails every retry to a
+    failure queue (``<name>Failures``) whose own reader gets a dead-letter queue for a
+    message it cannot process five times. Returns the source and the failure queue.
+    """
+    dead_letters = sqs.Queue(
+        scope,
+        f"{name}FailuresDeadLetters",
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    failures = sqs.Queue(
+        scope,
+        f"{name}Failures",
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=5),
+    )
+    source = DynamoEventSource(
+        table,
+        starting_position=lambda_.StartingPosition.LATEST,
+        batch_size=batch_size,
+        max_batching_window=Duration.seconds(0),  # latency first: invoke as records come
+        retry_attempts=retry_attempts,
+        bisect_batch_on_error=True,
+        report_batch_item_failures=True,
+        max_record_age=max_record_age,
+        on_failure=SqsDlq(failures),
+        filters=[lambda_.FilterCriteria.filter(pattern) for pattern in EVENT_INSERTS],
+    )
+    function.add_event_source(source)
+    return source, failures
 
 
 class EventsTable(Construct):

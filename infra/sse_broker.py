@@ -35,13 +35,10 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticache as elasticache
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
-from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
 from constructs import Construct
 
-from eventlog.config import SSE_MAX_STREAM_SECONDS
-from eventlog.stream import EVENT_INSERTS
 from infra.app_rules import acknowledge
+from infra.events_table import read_event_inserts
 from infra.lambda_code import (
     APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
@@ -51,6 +48,7 @@ from infra.lambda_code import (
     function_code,
 )
 from infra.operations import Watched, lambda_watches
+from sse_service.relay import RELAY_MAX_RECORD_AGE_SECONDS, RELAY_TIMEOUT_SECONDS
 from sse_service.settings import SSE_BROKER_URL_ENV
 
 VPC_ACCESS_EXECUTION = (
@@ -135,7 +133,7 @@ class SseBroker(Construct):
             code=function_code(packages=("eventlog", "sse_service"), dependency_group="sse_relay"),
             handler="sse_service.relay.handler",
             memory_size=256,
-            timeout=Duration.seconds(30),
+            timeout=Duration.seconds(RELAY_TIMEOUT_SECONDS),
             log_group=log_group,
             logging_format=LOGGING_FORMAT,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
@@ -156,38 +154,16 @@ class SseBroker(Construct):
             "dynamodb:ListStreams, which the stream's event source mapping needs, has no "
             "resource-level permissions.",
         )
-        # What a record that failed every retry leaves: its shard and sequence range, for
-        # an operator (the tasks have long caught up from the log by then).
-        failures_dead_letters = sqs.Queue(
+        # A record that fails every retry leaves its shard and sequence range in the failure
+        # queue, for an operator: the tasks have long caught up from the log by then.
+        _source, self.relay_failures = read_event_inserts(
             self,
-            "RelayFailuresDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.relay_failures = sqs.Queue(
-            self,
-            "RelayFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=failures_dead_letters, max_receive_count=5),
-        )
-        self.relay.add_event_source(
-            DynamoEventSource(
-                events_table,
-                starting_position=lambda_.StartingPosition.LATEST,
-                batch_size=100,
-                max_batching_window=Duration.seconds(0),  # latency first
-                retry_attempts=10,
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
-                # A stream outlives its clients' patience: one that waited longer has
-                # reconnected and read the log (SSE_MAX_STREAM_SECONDS ends every stream).
-                max_record_age=Duration.seconds(max(60, int(SSE_MAX_STREAM_SECONDS))),
-                on_failure=SqsDlq(self.relay_failures),
-                filters=[lambda_.FilterCriteria.filter(pattern) for pattern in EVENT_INSERTS],
-            )
+            "Relay",
+            table=events_table,
+            function=self.relay,
+            batch_size=100,
+            retry_attempts=10,
+            max_record_age=Duration.seconds(RELAY_MAX_RECORD_AGE_SECONDS),
         )
         self.watched: tuple[Watched, ...] = (
             *lambda_watches("SSE broker relay", self.relay),

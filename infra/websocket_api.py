@@ -52,10 +52,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_apigatewayv2_authorizers import WebSocketLambdaAuthorizer
 from aws_cdk.aws_apigatewayv2_integrations import WebSocketLambdaIntegration
-from aws_cdk.aws_lambda_event_sources import DynamoEventSource, SqsDlq
 from constructs import Construct
 
 from auth.config import AUTH_MODE_ENV
@@ -65,7 +63,7 @@ from infra.access_logs import json_access_logs
 from infra.app_rules import acknowledge, acknowledge_routes, nag_text
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute, api_behavior
-from infra.events_table import grant_log_append, grant_log_read
+from infra.events_table import grant_log_append, grant_log_read, read_event_inserts
 from infra.lambda_code import (
     APPLICATION_LOG_LEVEL,
     LAMBDA_ARCHITECTURE,
@@ -85,7 +83,6 @@ from websocket_api.config import (
     MANAGEMENT_ENDPOINT_ENV,
 )
 from websocket_api.connections import BY_CONNECTION, CONNECTIONS_TABLE
-from websocket_api.fanout import STREAM_FILTER_PATTERNS
 from websocket_api.frames import ACTIONS
 
 ROUTE_TIMEOUT_SECONDS = 29
@@ -303,36 +300,17 @@ class WebSocketApi(Construct):
                 FANOUT_WORKERS_ENV: str(fanout_workers),
             },
         )
-        # Whoever reads the failure queue (a redrive tool, an operator's script) gets a
-        # dead-letter queue of its own for a message it cannot process five times.
-        failures_dead_letters = sqs.Queue(
+        self.fanout_source, self.fanout_failures = read_event_inserts(
             self,
-            "FanoutFailuresDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        self.fanout_failures = sqs.Queue(
-            self,
-            "FanoutFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=failures_dead_letters, max_receive_count=5),
-        )
-        self.fanout_source = DynamoEventSource(
-            events_table,
-            starting_position=lambda_.StartingPosition.LATEST,
+            "Fanout",
+            table=events_table,
+            function=self.fanout_function,
             batch_size=fanout_batch_size,
-            max_batching_window=Duration.seconds(0),  # latency first: invoke as records come
             retry_attempts=fanout_retry_attempts,
-            bisect_batch_on_error=True,
-            report_batch_item_failures=True,
+            # An event older than the longest connection has no subscriber left who was
+            # there when it was published.
             max_record_age=Duration.seconds(WEBSOCKET_MAX_CONNECTION_SECONDS),
-            on_failure=SqsDlq(self.fanout_failures),
-            filters=[lambda_.FilterCriteria.filter(pattern) for pattern in STREAM_FILTER_PATTERNS],
         )
-        self.fanout_function.add_event_source(self.fanout_source)
 
         self._grant(events_table, stage_name)
 

@@ -15,13 +15,10 @@ Valkey server instead.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import sys
 import threading
 from typing import IO
 
-from local.servers import HOST, ignore_interrupts_unless_interactive, wait_until_closed
+from local.servers import HOST, child_main, wait_until_closed
 
 
 def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
@@ -42,15 +39,12 @@ def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    child_main(
+        argv,
         prog="python -m local.broker",
         description="a Redis protocol server (fakeredis) for the SSE service, until stdin closes",
+        serve=serve,
     )
-    parser.add_argument("--port", type=int, default=0, help="0 (default): any free port")
-    args = parser.parse_args(argv)
-    ignore_interrupts_unless_interactive()
-    with contextlib.suppress(KeyboardInterrupt):  # run by hand, in a terminal
-        serve(args.port, announce=sys.stdout, until_closed=sys.stdin.buffer)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -109,6 +110,20 @@ def child_service(module: str, port: int, *, name: str) -> Iterator[str]:
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+Serve = Callable[..., None]
+"""A child service's ``serve(port, *, announce, until_closed)``."""
+
+
+def child_main(argv: list[str] | None, *, prog: str, description: str, serve: Serve) -> None:
+    """``python -m <prog> --port N``: print the URL, serve until stdin closes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--port", type=int, default=0, help="0 (default): any free port")
+    args = parser.parse_args(argv)
+    ignore_interrupts_unless_interactive()
+    with contextlib.suppress(KeyboardInterrupt):  # run by hand, in a terminal
+        serve(args.port, announce=sys.stdout, until_closed=sys.stdin.buffer)
 
 
 def ignore_interrupts_unless_interactive() -> None:

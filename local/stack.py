@@ -54,6 +54,7 @@ from auth.config import (
 from eventlog import endpoints, metrics, schema, structured_logs
 from eventlog.config import WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
 from eventlog.endpoints import Endpoints
+from eventlog.stream import EVENT_INSERTS
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
 from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
 from local.disorder import Disorder
@@ -335,36 +336,35 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
                 return DisorderedStream(streams, seed=config.stream_disorder_seed)
             return streams
 
-        mapping = LocalStreamMapping(
-            streams_client=stream_reader(),
-            stream_arn=stream_arn,
-            handler=fanout.handler,
-            filter_patterns=fanout.STREAM_FILTER_PATTERNS,
-            region=os.environ["AWS_REGION"],
-            # As deployed (infra/websocket_api.py): an event older than the longest
-            # connection has no subscriber left who was there when it was published.
-            max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
-            timeout_seconds=FANOUT_TIMEOUT_SECONDS,  # the deployed function's
-            poll_interval=config.stream_poll_interval,
-        )
-        await asyncio.to_thread(mapping.start)
-        stack.callback(mapping.stop)
-        if broker_url is not None:
-            # The stream's second reader, as deployed (infra/sse_service.py): the broker relay.
-            from eventlog.stream import EVENT_INSERTS
-            from sse_service import relay
-
-            relay_mapping = LocalStreamMapping(
+        async def read_stream(handler: Any, *, max_age: float, function_timeout: float) -> None:
+            """One reader of the stream, as ``infra.events_table.read_event_inserts`` deploys
+            it, with the deployed function's record age and timeout."""
+            mapping = LocalStreamMapping(
                 streams_client=stream_reader(),
                 stream_arn=stream_arn,
-                handler=relay.handler,
+                handler=handler,
                 filter_patterns=EVENT_INSERTS,
                 region=os.environ["AWS_REGION"],
-                max_record_age_seconds=WEBSOCKET_MAX_CONNECTION_SECONDS,
+                max_record_age_seconds=max_age,
+                timeout_seconds=function_timeout,
                 poll_interval=config.stream_poll_interval,
             )
-            await asyncio.to_thread(relay_mapping.start)
-            stack.callback(relay_mapping.stop)
+            await asyncio.to_thread(mapping.start)
+            stack.callback(mapping.stop)
+
+        await read_stream(
+            fanout.handler,
+            max_age=WEBSOCKET_MAX_CONNECTION_SECONDS,
+            function_timeout=FANOUT_TIMEOUT_SECONDS,
+        )
+        if broker_url is not None:
+            from sse_service import relay
+
+            await read_stream(
+                relay.handler,
+                max_age=relay.RELAY_MAX_RECORD_AGE_SECONDS,
+                function_timeout=relay.RELAY_TIMEOUT_SECONDS,
+            )
 
         base = {name: f"http://{HOST}:{port_of(sock)}" for name, sock in sockets.items()}
         outputs = {

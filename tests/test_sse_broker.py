@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,9 @@ import pytest
 from eventlog import EventLog
 from eventlog.events import Event, utc_timestamp
 from sse_service.broker import broker_channel
-from sse_service.hub import ChannelFeed, Hub
+from sse_service.hub import ChannelFeed
 from sse_service.relay import Relay
-from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
-from tests.test_sse_hub import seqs_until
+from tests.test_sse_hub import make_hub, seqs_until
 
 pytest_plugins = ("tests.e2e_support",)
 
@@ -72,18 +71,6 @@ def counting_log(dynamodb: Any, events_table: str) -> CountingLog:
     return CountingLog(settings=Settings(events_table_name=events_table), client=dynamodb)
 
 
-def make_hub(log: EventLog, link: Link) -> Hub:
-    return Hub(
-        log=log,
-        queue_bytes=SSE_QUEUE_BYTES,
-        write_slice_bytes=SSE_WRITE_SLICE_BYTES,
-        reader_interval_seconds=0.05,
-        drain_seconds=0,
-        retry_milliseconds=1_000,
-        broker=link,  # type: ignore[arg-type]
-    )
-
-
 def push(feed: ChannelFeed, log: EventLog, channel: str, seq: int) -> None:
     """What the relay would publish for ``seq``: the event as the log stored it."""
     event = log.read(channel, seq - 1, 1).events[0]
@@ -100,85 +87,76 @@ async def eventually(check: Any, *, what: str) -> None:
     pytest.fail(f"not within 5 s: {what}")
 
 
-async def feed_of(hub: Hub, channel: str) -> ChannelFeed:
+@contextlib.asynccontextmanager
+async def pushed_stream(
+    log: EventLog, *, cursor: int | None
+) -> AsyncIterator[tuple[Link, ChannelFeed, AsyncGenerator[bytes, None]]]:
+    """A stream of "news" on a hub with a driven broker link, once its feed has a position."""
+    link = Link()
+    hub = make_hub(log, broker=link, reader_interval_seconds=0.05)  # type: ignore[arg-type]
+    stream = hub.stream(hub.admit("news"), cursor=cursor)
+    first = asyncio.ensure_future(anext(stream))  # the preamble, once the feed has a position
     await eventually(
-        lambda: channel in hub.feeds and hub.feeds[channel].position is not None,
+        lambda: "news" in hub.feeds and hub.feeds["news"].position is not None,
         what="the feed knows its position",
     )
-    return hub.feeds[channel]
+    await first
+    try:
+        yield link, hub.feeds["news"], stream
+    finally:
+        await stream.aclose()
+        await hub.aclose()
 
 
 @pytest.mark.anyio
 async def test_a_pushed_feed_reads_the_log_only_to_catch_up(counting_log: CountingLog) -> None:
-    link = Link()
-    hub = make_hub(counting_log, link)
-    subscriber = hub.admit("news")
-    stream = hub.stream(subscriber, cursor=None)
-    first = asyncio.ensure_future(anext(stream))  # the preamble, once the feed has a position
-    feed = await feed_of(hub, "news")
-    await first
-    assert link.watchers["news"] is feed
+    async with pushed_stream(counting_log, cursor=None) as (link, feed, stream):
+        assert link.watchers["news"] is feed
 
-    for n in range(3):  # published before the subscription: only the log has them
-        await anyio.to_thread.run_sync(counting_log.publish, "news", n)
-    feed.subscribed()  # the broker confirmed: one catch-up read
-    await eventually(lambda: not feed.catch_up and feed.position == 3, what="caught up to 3")
-    reads = counting_log.reads
-    for n in range(3, 8):
-        await anyio.to_thread.run_sync(counting_log.publish, "news", n)
-        push(feed, counting_log, "news", n + 1)
-    assert await seqs_until(stream, 8) == [1, 2, 3, 4, 5, 6, 7, 8]  # 1-3 from the catch-up
-    await asyncio.sleep(0.3)  # six reader intervals: a polling feed would have read six times
-    assert counting_log.reads - reads == 5  # push() above reads to build its message; the feed none
-    await stream.aclose()
-    await hub.aclose()
+        for n in range(3):  # published before the subscription: only the log has them
+            await anyio.to_thread.run_sync(counting_log.publish, "news", n)
+        feed.subscribed()  # the broker confirmed: one catch-up read
+        await eventually(lambda: not feed.catch_up and feed.position == 3, what="caught up to 3")
+        reads = counting_log.reads
+        for n in range(3, 8):
+            await anyio.to_thread.run_sync(counting_log.publish, "news", n)
+            push(feed, counting_log, "news", n + 1)
+        assert await seqs_until(stream, 8) == [1, 2, 3, 4, 5, 6, 7, 8]  # 1-3 from the catch-up
+        await asyncio.sleep(0.3)  # six reader intervals: a polling feed would have read six times
+        assert (
+            counting_log.reads - reads == 5
+        )  # push() above reads to build its message; the feed none
 
 
 @pytest.mark.anyio
 async def test_a_push_after_a_gap_or_twice_is_read_from_the_log_once(
     counting_log: CountingLog,
 ) -> None:
-    link = Link()
-    hub = make_hub(counting_log, link)
-    subscriber = hub.admit("news")
-    stream = hub.stream(subscriber, cursor=0)
-    first = asyncio.ensure_future(anext(stream))  # the preamble, once the feed has a position
-    feed = await feed_of(hub, "news")
-    await first
-    feed.subscribed()
-    await eventually(lambda: not feed.catch_up, what="the catch-up read")
-    for n in range(4):
-        await anyio.to_thread.run_sync(counting_log.publish, "news", n)
-    push(feed, counting_log, "news", 3)  # out of order: 1 and 2 were never pushed
-    push(feed, counting_log, "news", 4)
-    push(feed, counting_log, "news", 3)  # and a duplicate, as a retried relay batch sends
-    assert await seqs_until(stream, 4) == [1, 2, 3, 4]
-    await stream.aclose()
-    await hub.aclose()
+    async with pushed_stream(counting_log, cursor=0) as (_link, feed, stream):
+        feed.subscribed()
+        await eventually(lambda: not feed.catch_up, what="the catch-up read")
+        for n in range(4):
+            await anyio.to_thread.run_sync(counting_log.publish, "news", n)
+        push(feed, counting_log, "news", 3)  # out of order: 1 and 2 were never pushed
+        push(feed, counting_log, "news", 4)
+        push(feed, counting_log, "news", 3)  # and a duplicate, as a retried relay batch sends
+        assert await seqs_until(stream, 4) == [1, 2, 3, 4]
 
 
 @pytest.mark.anyio
 async def test_a_feed_polls_while_the_broker_is_lost_and_catches_up_when_it_is_back(
     counting_log: CountingLog,
 ) -> None:
-    link = Link()
-    hub = make_hub(counting_log, link)
-    subscriber = hub.admit("news")
-    stream = hub.stream(subscriber, cursor=0)
-    first = asyncio.ensure_future(anext(stream))  # the preamble, once the feed has a position
-    feed = await feed_of(hub, "news")
-    await first
-    feed.subscribed()
-    feed.unsubscribed()  # the connection broke: pushes stop, the feed polls
-    for n in range(3):
-        await anyio.to_thread.run_sync(counting_log.publish, "news", n)
-    assert await seqs_until(stream, 3) == [1, 2, 3]  # from polling alone
-    feed.subscribed()  # back: a catch-up read, then push
-    await anyio.to_thread.run_sync(counting_log.publish, "news", 3)
-    push(feed, counting_log, "news", 4)
-    assert await seqs_until(stream, 4) == [4]
-    await stream.aclose()
-    await hub.aclose()
+    async with pushed_stream(counting_log, cursor=0) as (_link, feed, stream):
+        feed.subscribed()
+        feed.unsubscribed()  # the connection broke: pushes stop, the feed polls
+        for n in range(3):
+            await anyio.to_thread.run_sync(counting_log.publish, "news", n)
+        assert await seqs_until(stream, 3) == [1, 2, 3]  # from polling alone
+        feed.subscribed()  # back: a catch-up read, then push
+        await anyio.to_thread.run_sync(counting_log.publish, "news", 3)
+        push(feed, counting_log, "news", 4)
+        assert await seqs_until(stream, 4) == [4]
 
 
 # --- the relay ------------------------------------------------------------------------------------

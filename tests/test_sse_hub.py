@@ -13,6 +13,7 @@ import pytest
 
 from eventlog import EventLog, ReadResult
 from eventlog.config import MAX_READ_LIMIT, SEQ_ABANDONED_AFTER_SECONDS, Settings
+from sse_service.broker import BrokerLink
 from sse_service.hub import Hub
 from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
 
@@ -50,14 +51,17 @@ class GatedLog(EventLog):
         return result or super().read(channel, after, limit)
 
 
-def make_hub(log: EventLog) -> Hub:
+def make_hub(
+    log: EventLog, *, broker: BrokerLink | None = None, reader_interval_seconds: float = 0.01
+) -> Hub:
     return Hub(
         log=log,
         queue_bytes=SSE_QUEUE_BYTES,
         write_slice_bytes=SSE_WRITE_SLICE_BYTES,
-        reader_interval_seconds=0.01,
+        reader_interval_seconds=reader_interval_seconds,
         drain_seconds=0,
         retry_milliseconds=1_000,
+        broker=broker,
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eventlog import stream
+from eventlog.config import SSE_MAX_STREAM_SECONDS
 from eventlog.events import Event
 from eventlog.structured_logs import fields
 from sse_service.broker import broker_channel
@@ -28,6 +29,12 @@ from sse_service.settings import SSE_BROKER_URL_ENV
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
+
+RELAY_TIMEOUT_SECONDS = 30
+"""The function's timeout: a batch is a PUBLISH per event, milliseconds each."""
+RELAY_MAX_RECORD_AGE_SECONDS = max(60, int(SSE_MAX_STREAM_SECONDS))
+"""Records older than this are given up (to the failure queue): every stream ends within
+SSE_MAX_STREAM_SECONDS, so a client that waited longer has reconnected and read the log."""
 
 
 class Relay:

@@ -88,9 +88,6 @@ from websocket_api.management import PostFailed
 
 logger = logging.getLogger(__name__)
 
-STREAM_FILTER_PATTERNS: list[Mapping[str, Any]] = stream.EVENT_INSERTS
-"""The event source mapping's filter: event INSERTs only (``eventlog.stream``)."""
-
 
 @dataclass
 class Delivery:
