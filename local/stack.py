@@ -401,6 +401,9 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             servers.append(server)
             task = asyncio.create_task(server.serve(sockets=[sockets[name]]), name=name)
             stack.push_async_callback(_stop_server, server, task)
+        # Runs first (callbacks unwind in reverse): the open streams end before their server
+        # stops, as a deployed task drains, only at once.
+        stack.push_async_callback(_end_streams, apps["sse"].state.hub)
 
         await asyncio.gather(
             _wait_until_answering(base["polling"] + "/healthz"),
@@ -413,6 +416,15 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         partial.replace(config.outputs_file)  # atomic: a waiter never reads half a file
         stack.callback(config.outputs_file.unlink, missing_ok=True)
         yield RunningStack(outputs=outputs)
+
+
+async def _end_streams(hub: Any, *, within: float = 2.0) -> None:
+    """End every open SSE stream cleanly: a forced exit would cancel each mid-response."""
+    hub.end_all()
+    deadline = asyncio.get_running_loop().time() + within
+    # Polled, briefly: each stream leaves the hub when its response has ended.
+    while hub.open_streams and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
 
 
 async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

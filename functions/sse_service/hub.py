@@ -581,6 +581,12 @@ class Hub:
         for subscriber in list(self.subscribers):
             self._schedule_drain(subscriber)
 
+    def end_all(self) -> None:
+        """End every open stream now, cleanly (a local stop: nobody is waiting to take them)."""
+        self.draining = True
+        for subscriber in list(self.subscribers):
+            subscriber.close("drain")
+
     def _spread(self) -> float:
         return self.drain_seconds * DRAIN_SPREAD
 
