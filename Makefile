@@ -17,7 +17,7 @@ APPROVAL ?= broadening
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: dev test check fmt synth bootstrap deploy destroy smoke bench bench-quick cost clean
+.PHONY: dev test check fmt synth bootstrap deploy destroy smoke bench bench-quick readme cost clean
 
 ## Run the project locally; `make dev AUTH=off` runs it without auth (a throwaway demo),
 ## `make dev DISORDER=on` (or DISORDER=<seed>, to replay) with AWS's disorder (local/disorder.py).
@@ -62,9 +62,14 @@ OUTPUTS ?= .local/deployed-outputs.json
 smoke: $(VENV)/.synced
 	$(PY) -m tests.smoke $(OUTPUTS)
 
-## Measure the three transports (minutes): bench/results.json, docs/TRADEOFFS.md, docs/charts/.
+## Measure the three transports (minutes): bench/results.json, docs/TRADEOFFS.md, docs/charts/,
+## and the README's comparison table.
 bench: $(VENV)/.synced
 	$(PY) -m bench
+
+## Rewrite the README's generated tables (comparison, cost) from bench/results.json and the code.
+readme: $(VENV)/.synced
+	$(PY) -m bench.readme
 
 ## The same in seconds with small numbers, into .local/bench-quick/ (what the tests run).
 bench-quick: $(VENV)/.synced

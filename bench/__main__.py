@@ -3,7 +3,8 @@
 ::
 
     python -m bench                        # full run (minutes): bench/results.json,
-                                           # docs/TRADEOFFS.md, docs/charts/*.png
+                                           # docs/TRADEOFFS.md, docs/charts/*.png and
+                                           # the README's tables (bench.readme)
     python -m bench --quick --out DIR      # seconds: DIR/results.json, DIR/TRADEOFFS.md, ...
     python -m bench --outputs .local/deployed-outputs.json   # latency and wire costs of
                                            # that stack (the fan-outs always run locally)
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         results = run.measure(plan, outputs=args.outputs, token=args.token)
     run.write(results, results_file=results_file, page=page, charts=charts)
     print(f"wrote {results_file}, {page} and {charts}/", file=sys.stderr)
+    if args.out is None and args.outputs is None:
+        # The README's table speaks of the local run only: a deployment's figures stay on
+        # their own page.
+        from bench import readme
+
+        readme.update()
+        print(f"rewrote the generated tables of {readme.README}", file=sys.stderr)
     return 0
 
 

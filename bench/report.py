@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import cost, footprint
+from bench import aws_estimate, cost, footprint
 from bench.charts import (
     chart_cold_start,
     chart_cost,
@@ -31,8 +31,8 @@ from bench.labels import (
 )
 from bench.missed import why_missed
 from bench.results import SCHEMA
-from bench.snippet import render_snippet
 from eventlog.config import SSE_READER_INTERVAL_SECONDS
+from local.stream_mapping import POLL_INTERVAL_SECONDS
 
 # --- the page -------------------------------------------------------------------------------
 
@@ -64,6 +64,30 @@ def _keys_table() -> list[str]:
     rows = ["| key | meaning |", "|---|---|"]
     rows += [f"| `{key}` | {meaning} |" for key, meaning in SCHEMA.items()]
     return rows
+
+
+def _aws_estimate_lines(results: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "### Expected on AWS (an estimate, not a measurement)",
+        "",
+        "Nothing here ran on AWS. Each estimate is the local figure with the DynamoDB "
+        "stream hop swapped for AWS's, as measured in a region "
+        f"({aws_estimate.STREAM_TO_LAMBDA.source}). Not included: API Gateway's and the "
+        "load balancer's own processing (AWS publishes no figure) and your clients' round "
+        "trip to the region (`bench/aws_estimate.py` says why each hop is treated as it is).",
+        "",
+        *table_header("transport", "local p50 / p99", "expected on AWS p50 / p99", "how"),
+    ]
+    for name, row in aws_estimate.estimates(results).items():
+        lines.append(
+            table_row(
+                TRANSPORT_LABELS[name],
+                f"{ms(row.local_p50_ms)} / {ms(row.local_p99_ms)}",
+                f"about {ms(row.p50_ms)} / {ms(row.p99_ms)}",
+                row.replaced or "no stream hop: the local figure stands",
+            )
+        )
+    return [*lines, ""]
 
 
 def _hot_channel_lines(results: Mapping[str, Any]) -> list[str]:
@@ -194,9 +218,11 @@ def render_page(
         "to catch up. With the broker off, one reader per channel per process polls the "
         f"log every {SSE_READER_INTERVAL_SECONDS * 1000:.0f} ms and an event waits half of "
         "that on average.",
-        "- **WebSocket**: publish, then the DynamoDB stream (polled every 50 ms by the local "
-        "stack's event source mapping), then the fan-out function's posts.",
+        "- **WebSocket**: publish, then the DynamoDB stream (polled every "
+        f"{POLL_INTERVAL_SECONDS * 1000:.0f} ms by the local stack's event source mapping), "
+        "then the fan-out function's posts.",
         "",
+        *_aws_estimate_lines(results),
         "## On the wire",
         "",
         "![wire](charts/wire.png)",
@@ -453,4 +479,3 @@ def write_page(results: Mapping[str, Any], *, page: Path, charts: Path) -> None:
     chart_cost(grid, charts / "cost.png")
     text = render_page(results, grid)
     page.write_text(text if text.endswith("\n") else text + "\n")
-    (page.parent / "COMPARISON_SNIPPET.md").write_text(render_snippet(results).rstrip() + "\n")

@@ -60,6 +60,7 @@ from local.dev_secret import DEV_SECRET_FILE, load_or_create_dev_secret
 from local.disorder import Disorder
 from local.metrics import Collector
 from local.servers import HOST, EmbeddedServer, PortInUse, bind, child_service, port_of
+from local.stream_mapping import POLL_INTERVAL_SECONDS
 from sse_service.settings import SSE_BROKER_URL_ENV
 
 logger = logging.getLogger("local")
@@ -99,7 +100,7 @@ class LocalConfig:
     """An existing Redis or Valkey server for it; None starts fakeredis (``local.broker``)."""
     events_table: str = "events"
     connections_table: str = "connections"
-    stream_poll_interval: float = 0.05
+    stream_poll_interval: float = POLL_INTERVAL_SECONDS
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE

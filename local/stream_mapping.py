@@ -61,6 +61,11 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
+POLL_INTERVAL_SECONDS = 0.05
+"""How often the local mapping reads each shard: faster than AWS's four times a second
+(docs.aws.amazon.com/lambda/latest/dg/with-ddb.html), so local latencies stay short; the
+bench's estimates for a deployment (``bench.aws_estimate``) put AWS's hop back in."""
+
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_TOO_OLD = "RecordAgeExceeded"
 """The ``requestContext.condition`` of an on-failure record: why the records were discarded."""
@@ -234,7 +239,7 @@ class LocalStreamMapping:
         max_record_age_seconds: float | None = None,
         timeout_seconds: float | None = None,
         function_name: str = "fanout",
-        poll_interval: float = 0.05,
+        poll_interval: float = POLL_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._streams = streams_client

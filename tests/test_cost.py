@@ -6,12 +6,11 @@ import io
 import math
 from contextlib import redirect_stdout
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import cost
+from bench import cost, readme
 
 PRICES = cost.load_prices()
 MINUTES = cost.HOURS_PER_MONTH * 60  # 43,800
@@ -252,5 +251,6 @@ def test_the_command_line_refuses_an_impossible_load() -> None:
 
 
 def test_the_readme_states_where_each_transport_wins_as_the_model_does() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert cost.sweep_table(PRICES) in readme, "regenerate it: python -m bench.cost --sweep"
+    assert "cost" in readme.BLOCKS
+    assert readme.BLOCKS["cost"]() == cost.sweep_table(PRICES)
+    assert "cost" not in readme.stale(readme.README.read_text()), "run: make readme"
