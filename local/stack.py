@@ -237,7 +237,8 @@ def refuse_if_running(outputs_file: Path) -> None:
         f"a local stack is already running (demo page {demo_url}, endpoints in {outputs_file}): "
         "stop it with Ctrl-C, or start a second one on other ports with its own endpoints "
         "file: .venv/bin/python -m local --outputs .local/second.json --demo-port 0 "
-        "--polling-port 0 --sse-port 0 --websocket-port 0 --management-port 0 --dynamodb-port 0"
+        "--polling-port 0 --sse-port 0 --websocket-port 0 --management-port 0 --dynamodb-port 0 "
+        "--broker-port 0"
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tests.e2e_support import LocalStack
+
+from local.__main__ import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +34,12 @@ def test_a_second_stack_on_the_same_endpoints_file_is_refused(local_stack: Local
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert "already running" in line
     assert str(local_stack.endpoints.demo_url) in line
-    assert "--outputs" in line  # the way to run a second one
+    # The way to run a second one: a command that moves every port, so it cannot clash.
+    suggested = shlex.split(line.split("file: ", 1)[1])
+    assert suggested[:3] == [".venv/bin/python", "-m", "local"]
+    config = parse_args(suggested[3:])
+    assert config.outputs_file != local_stack.outputs_file
+    assert set(dataclasses.astuple(config.ports)) == {0}
     # The running stack's endpoints file is untouched, so its clients still find it.
     assert local_stack.outputs_file.read_text() == before
 

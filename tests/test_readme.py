@@ -179,3 +179,74 @@ def test_a_changed_line_count_makes_the_comparison_stale() -> None:
     )
     assert changed != text
     assert readme.stale(changed) == ["comparison"]
+
+
+# --- commands quoted in the prose -------------------------------------------------------------
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PLACEHOLDER = re.compile(r"<[^>]*>|\.\.\.|\|")
+
+
+def quoted_commands(prefix: str) -> list[str]:
+    """Every backticked command in the docs that starts with ``prefix``, placeholders out."""
+    found = set()
+    for doc in DOCS:
+        for span in re.findall(r"`([^`\n]+)`", doc.read_text()):
+            command = span.removeprefix(".venv/bin/")
+            if command.startswith(prefix) and not PLACEHOLDER.search(command):
+                found.add(command)
+    return sorted(found)
+
+
+MAKE_LINES = quoted_commands("make ")
+
+
+@pytest.mark.parametrize("command", MAKE_LINES)
+def test_every_quoted_make_command_is_one_make_accepts(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = shlex.split(command)[1:]
+    result = subprocess.run(
+        [MAKE, "-n", "--no-print-directory", *words],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    makefile = (ROOT / "Makefile").read_text()
+    for name, value in (word.split("=", 1) for word in words if "=" in word):
+        if name.startswith("LOCAL_"):
+            # Not the Makefile's: make hands it to `python -m local` in the environment.
+            from local.__main__ import parse_args
+
+            default = parse_args([])
+            monkeypatch.setenv(name, value)
+            assert parse_args([]) != default, f"{name} changes nothing in python -m local"
+        else:
+            assert f"$({name})" in makefile, f"the Makefile has no variable {name}"
+
+
+@pytest.mark.parametrize("command", quoted_commands("python -m local"))
+def test_every_quoted_local_command_parses(command: str) -> None:
+    from local.__main__ import parse_args
+
+    arguments = shlex.split(command)[3:]
+    if arguments == ["--help"]:
+        with pytest.raises(SystemExit) as exited:
+            parse_args(arguments)
+        assert exited.value.code == 0
+    else:
+        parse_args(arguments)  # argparse exits on anything it refuses
+
+
+@pytest.mark.parametrize("command", quoted_commands("python -m client "))
+def test_every_quoted_client_command_parses(command: str) -> None:
+    from client.cli import build_parser
+
+    build_parser().parse_args(shlex.split(command)[3:])
+
+
+def test_the_prose_quotes_commands_these_tests_check() -> None:
+    assert "make dev LOCAL_POLLING_PORT=9001" in MAKE_LINES
+    assert "python -m local --polling-port 9001" in quoted_commands("python -m local")
