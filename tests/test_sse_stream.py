@@ -214,3 +214,26 @@ async def test_the_disconnect_watch_listens_in_a_task_when_receive_waits_on_no_f
     with anyio.fail_after(5):
         await gone.wait()
     watch.close()
+
+
+async def test_head_gets_the_stream_s_headers_and_no_stream(service: SseApp) -> None:
+    hub: Hub = service.state.hub
+    started: list[Message] = []
+    connection = Connection()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+        await connection.send(message)
+
+    scope = {**stream_scope("peek"), "method": "HEAD"}
+    await service(scope, connection.receive, send)  # returns: an endless body never starts
+    [start] = started
+    assert (start["status"], dict(start["headers"])[b"content-type"]) == (
+        200,
+        b"text/event-stream; charset=utf-8",
+    )
+    assert connection.ended
+    assert connection.bodies == []
+    assert hub.open_streams == 0
+    assert hub.stats["closed_client_left"] == 0
