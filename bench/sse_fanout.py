@@ -13,8 +13,9 @@ stream. For each N it prints:
   before the shared reader finds the event);
 - fan-out: first to last arrival, the cost of handing one event to N streams.
 
-Usage: ``python bench/sse_fanout.py [N ...]`` (default: 1000 10000); ``python -m bench``
-calls ``run`` for its N and puts the figures in ``results.json``.
+Usage: ``python -m bench.sse_fanout [N ...]`` (default: 1000 10000; run as a module:
+as a script, ``bench/moto.py`` would shadow the moto package); ``python -m bench`` calls
+``run`` for its N and puts the figures in ``results.json``.
 """
 
 from __future__ import annotations

@@ -149,9 +149,10 @@ class SseService(Construct):
     public subnets), or None (default) for a new one as described in the module
     docstring. ``desired_count``, ``max_count``: the scaling range (default 2 to 10
     tasks, two so that a stopping task's clients have somewhere to go). ``cpu`` and
-    ``memory_mib``: one task (default 1 vCPU, 2 GiB: SSE_MAX_STREAMS streams at ~50 KB
-    each, with headroom). ``flow_logs``: VPC flow logs to CloudWatch Logs (default off:
-    they cost $0.50 per GB ingested; ``-c vpcFlowLogs=on`` on the stack).
+    ``memory_mib``: one task (default 1 vCPU, 2 GiB, Fargate's least for 1 vCPU:
+    SSE_MAX_STREAMS streams at ~17 KB each, with headroom). ``flow_logs``: VPC flow
+    logs to CloudWatch Logs (default off: they cost $0.50 per GB ingested;
+    ``-c vpcFlowLogs=on`` on the stack).
 
     Attributes: ``vpc``, ``cluster``, ``service``, ``load_balancer`` (internal),
     ``target_group``, ``scaling``, ``edge_routes`` and ``edge_endpoints`` (what

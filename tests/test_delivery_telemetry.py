@@ -244,6 +244,7 @@ async def test_the_sse_report_counts_streams_readers_cuts_and_the_drain(log: Eve
         reader_interval_seconds=1,
         drain_seconds=10,
         retry_milliseconds=1000,
+        heartbeat_seconds=15,
     )
     first, _second = hub.admit("news"), hub.admit("news")
     assert sse_metrics(hub, slow_clients_cut=0) == {

@@ -32,7 +32,6 @@ NOT_SHIPPED = (
     "mypy",
     "pytest",
     "ruff",
-    "sse_starlette",
     "uv",
     "uvicorn",
     "websockets",

@@ -12,7 +12,12 @@ import anyio.to_thread
 import pytest
 
 from eventlog import EventLog, ReadResult
-from eventlog.config import MAX_READ_LIMIT, SEQ_ABANDONED_AFTER_SECONDS, Settings
+from eventlog.config import (
+    MAX_READ_LIMIT,
+    SEQ_ABANDONED_AFTER_SECONDS,
+    SSE_HEARTBEAT_SECONDS,
+    Settings,
+)
 from sse_service.broker import BrokerLink
 from sse_service.hub import Hub
 from sse_service.settings import SSE_QUEUE_BYTES, SSE_WRITE_SLICE_BYTES
@@ -61,6 +66,7 @@ def make_hub(
         reader_interval_seconds=reader_interval_seconds,
         drain_seconds=0,
         retry_milliseconds=1_000,
+        heartbeat_seconds=SSE_HEARTBEAT_SECONDS,
         broker=broker,
     )
 

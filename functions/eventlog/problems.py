@@ -70,21 +70,35 @@ def problem_response(
     )
 
 
-async def _event_log_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, EventLogError)
+def problem_for(exc: Exception) -> Response | None:
+    """The problem answer to an event log error or a Starlette HTTP error; None to any other."""
+    if isinstance(exc, EventLogError):
+        return problem_response(
+            status=exc.http_status, code=exc.code, detail=exc.message, headers=exc.headers
+        )
+    if isinstance(exc, HTTPException):
+        return problem_response(
+            status=exc.status_code,
+            code=_HTTP_ERROR_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+            detail=str(exc.detail),
+            headers=dict(exc.headers or {}),
+        )
+    return None
+
+
+def internal_error_response() -> Response:
+    """The last resort's answer: no detail leaked; the server logs the exception."""
     return problem_response(
-        status=exc.http_status, code=exc.code, detail=exc.message, headers=exc.headers
+        status=HTTPStatus.INTERNAL_SERVER_ERROR,
+        code="internal_error",
+        detail="the server failed to handle this request; the failure has been logged",
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return problem_response(
-        status=exc.status_code,
-        code=_HTTP_ERROR_CODES.get(exc.status_code, f"http_{exc.status_code}"),
-        detail=str(exc.detail),
-        headers=dict(exc.headers or {}),
-    )
+async def _known_error(_request: Request, exc: Exception) -> Response:
+    response = problem_for(exc)
+    assert response is not None
+    return response
 
 
 class _LastResort:
@@ -114,17 +128,12 @@ class _LastResort:
             await self.app(scope, receive, tracking_send)
         except Exception:
             if not started:
-                response = problem_response(
-                    status=HTTPStatus.INTERNAL_SERVER_ERROR,
-                    code="internal_error",
-                    detail="the server failed to handle this request; the failure has been logged",
-                )
-                await response(scope, receive, send)
+                await internal_error_response()(scope, receive, send)
             raise
 
 
 def install_problem_handlers(app: Starlette) -> None:
     """The handlers, and the last resort; call it before adding the CORS middleware."""
-    app.add_exception_handler(EventLogError, _event_log_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(EventLogError, _known_error)
+    app.add_exception_handler(HTTPException, _known_error)
     app.add_middleware(_LastResort)

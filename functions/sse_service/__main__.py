@@ -47,8 +47,6 @@ def main() -> None:
     structured_logs.install()
     logging.config.dictConfig(LOG_CONFIG)
     metrics.use_sink(metrics.stdout_sink)
-    # Imported before uvicorn installs its signal handlers, so sse-starlette's hook on
-    # uvicorn's exit handler is in place when SIGTERM arrives.
     from sse_service.app import app
 
     settings = app.state.settings

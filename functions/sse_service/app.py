@@ -12,7 +12,8 @@ Importing this module touches no AWS: the event log creates its client on first 
   ``heartbeat_seconds`` (15 s, under the load balancer's 60 s idle timeout).
 - ``GET /healthz`` -> 200 while the process takes streams, 503 once it drains.
 
-How streams share one reader of the log, and why: ``sse_service.hub``.
+How streams share one reader of the log, and why: ``sse_service.hub``. What one
+stream costs, and why its route bypasses FastAPI's middleware: ``sse_service.stream``.
 
 Deliberate decisions, where the wire contract is silent:
 
@@ -24,19 +25,19 @@ Deliberate decisions, where the wire contract is silent:
 - A full process (``max_streams``) or a draining one answers ``503`` with
   ``Retry-After`` and a problem body. A browser's EventSource does not retry a 503
   by itself; the reference client does, after ``Retry-After``.
-- A client that cannot keep up is cut off, even mid-write: the stream is cancelled,
-  the response is ended if the socket takes it within a second, else the server
-  closes the connection (and uvicorn logs that the response was incomplete).
+- A client that cannot keep up is cut off, even mid-write: the stream's write is
+  cancelled, the response is ended if the socket takes it within a second, else the
+  server closes the connection (and uvicorn logs that the response was incomplete).
 - Lifetime: every stream ends cleanly after a random time between half of
   ``max_stream_seconds`` and all of it; the client reconnects with ``Last-Event-ID``.
   On ECS this is the drain that matters: a deregistered task gets no SIGTERM until
   the load balancer's deregistration delay (longer than the lifetime) has run out,
   so by then its streams have moved to other tasks, a few at a time.
 - Shutdown: uvicorn turns SIGTERM into its exit flag and stops accepting; a watcher
-  here sees the flag (through sse-starlette's ``AppStatus``, or the uvicorn server
-  behind the SIGTERM handler) and drains: each stream ends cleanly at a random
-  moment within the first half of ``drain_seconds``, and sse-starlette cancels any
-  stream still open at the end of it.
+  here sees the flag (on the uvicorn server behind the SIGTERM handler) and drains:
+  each stream ends cleanly at a random moment within the first half of
+  ``drain_seconds``, and the hub cuts any stream still open at the end of it (one
+  whose client stopped taking its writes).
 - uvicorn's access log is off (``python -m sse_service``): browsers send the token in
   the query string, and the access log would write it down. The load balancer's
   access logs, if you enable them, record the query string too.
@@ -54,40 +55,46 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any
 
-import anyio
-import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import AppStatus
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from auth.config import TOKEN_QUERY_PARAMETER
-from auth.verifier import Verifier, token_from
+from auth.verifier import Verifier
 from eventlog import metrics
-from eventlog.events import parse_cursor, validate_channel
 from eventlog.log import EventLog, default_log
-from eventlog.problems import install_problem_handlers, problem_response
-from eventlog.structured_logs import fields
+from eventlog.problems import install_problem_handlers
 from sse_service.broker import BrokerLink
-from sse_service.hub import Hub, Subscriber
-from sse_service.settings import STREAM_PATH, ServiceSettings
+from sse_service.hub import Hub
+from sse_service.settings import ServiceSettings
+from sse_service.stream import (
+    StreamGate,
+    StreamGrant,
+    StreamRoute,
+    open_gate,
+    stream_channel,
+    token_gate,
+)
+
+__all__ = [
+    "StreamGate",
+    "StreamGrant",
+    "app",
+    "create_app",
+    "open_gate",
+    "sse_metrics",
+    "token_gate",
+]
 
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
-
-FINISH_TIMEOUT_SECONDS = 1.0
-"""How long a cut-off stream may take to end its response before the connection is closed."""
 
 SHUTDOWN_POLL_SECONDS = 0.2
 """How often the drain watcher looks at the server's exit flag."""
@@ -95,135 +102,26 @@ SHUTDOWN_POLL_SECONDS = 0.2
 DRAIN_REPORT_SECONDS = 5.0
 """Seconds between metrics lines while the process drains, so the drain's progress shows."""
 
-TRACE_HEADER = "x-amzn-trace-id"
-"""The load balancer's id of a request: the ``request_id`` of this service's log lines."""
-
-
-# --- The auth seam ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamGrant:
-    """What a gate allows: a stream, until ``expires_at`` (epoch seconds) if set."""
-
-    expires_at: float | None = None
-
-
-class StreamGate(Protocol):
-    def __call__(self, request: Request, channel: str) -> Awaitable[StreamGrant]: ...
-
-
-async def open_gate(request: Request, channel: str) -> StreamGrant:
-    """Every stream allowed, forever."""
-    del request, channel
-    return StreamGrant()
-
-
-def token_gate(verifier: Verifier) -> StreamGate:
-    """Streams for tokens that grant ``subscribe`` on the channel, until they expire."""
-
-    async def gate(request: Request, channel: str) -> StreamGrant:
-        if not verifier.enabled:
-            return StreamGrant()
-        token = token_from(
-            authorization=request.headers.get("authorization"),
-            query=request.query_params.get(TOKEN_QUERY_PARAMETER),
-        )
-        # In a worker thread: the first verification in a process reads Secrets Manager.
-        claims = await anyio.to_thread.run_sync(verifier.verify, token)
-        validate_channel(channel)
-        claims.check(channel=channel, scope="subscribe", now=verifier.now())
-        return StreamGrant(expires_at=claims.expires_at)
-
-    return gate
-
-
-# --- The stream response ------------------------------------------------------------------------
-
-
-def _heartbeat() -> ServerSentEvent:
-    return ServerSentEvent(comment="heartbeat", sep="\n")
-
-
-class SseResponse(EventSourceResponse):
-    """An sse-starlette response that the hub can cut off, and that leaves the hub when done."""
-
-    def __init__(
-        self,
-        body: AsyncIterator[bytes],
-        *,
-        hub: Hub,
-        subscriber: Subscriber,
-        settings: ServiceSettings,
-    ) -> None:
-        super().__init__(
-            body,
-            ping=settings.heartbeat_seconds,
-            ping_message_factory=_heartbeat,
-            sep="\n",
-            # After the drain window, sse-starlette cancels any stream still open.
-            shutdown_grace_period=settings.drain_seconds,
-        )
-        self._hub = hub
-        self._subscriber = subscriber
-
-    def _fields(self, scope: Scope, outcome: str) -> dict[str, object]:
-        headers = dict(scope.get("headers") or [])
-        trace = headers.get(TRACE_HEADER.encode())
-        return fields(
-            transport="sse",
-            outcome=outcome,
-            request_id=trace.decode("latin-1") if trace else None,
-            channel=self._subscriber.channel,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        finished = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal finished
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished = True
-
-        try:
-            with anyio.CancelScope() as cut:
-                self._subscriber.on_close = lambda reason: (
-                    cut.cancel() if reason == "overflow" else None
-                )
-                await super().__call__(scope, receive, tracking_send)
-            if cut.cancelled_caught and not finished:
-                logger.warning(
-                    "a %r stream could not keep up: disconnected",
-                    scope["path"],
-                    extra=self._fields(scope, "overflow"),
-                )
-                with anyio.move_on_after(FINISH_TIMEOUT_SECONDS):
-                    await tracking_send({"type": "http.response.body", "body": b""})
-        finally:
-            self._hub.leave(self._subscriber)
-            # One line per stream, when it ends: why (the client left, or a CloseReason).
-            reason = self._subscriber.reason or "client_left"
-            logger.info("stream ended: %s", reason, extra=self._fields(scope, reason))
-
 
 # --- The application ----------------------------------------------------------------------------
 
 
-def _cursor(request: Request) -> int | None:
-    """``Last-Event-ID`` (set by a reconnecting EventSource) wins over ``after``."""
-    last_event_id = request.headers.get("last-event-id", "").strip()
-    if last_event_id:
-        return parse_cursor(last_event_id)
-    after = request.query_params.get("after")
-    return None if after is None else parse_cursor(after)
+class SseApp(FastAPI):
+    """The FastAPI app, except for the stream route, which runs before its middleware."""
+
+    stream_route: StreamRoute
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            channel = stream_channel(scope["path"])
+            if channel is not None:
+                await self.stream_route(scope, receive, send, channel)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _shutdown_requested() -> bool:
-    if AppStatus.should_exit:
-        return True
-    # When the app is imported after uvicorn installed its signal handlers, the flag
-    # above is never set; the server behind the SIGTERM handler still has its own.
+    # uvicorn's SIGTERM handler is a method of its server, which sets the server's flag.
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     return bool(getattr(server, "should_exit", False))
 
@@ -261,7 +159,7 @@ def create_app(
     log: EventLog | None = None,
     settings: ServiceSettings | None = None,
     gate: StreamGate | None = None,
-) -> FastAPI:
+) -> SseApp:
     """Build the service around an event log (default: the one configured by the environment).
 
     ``gate`` decides who may open a stream; default: ``token_gate`` with a verifier
@@ -277,9 +175,9 @@ def create_app(
         reader_interval_seconds=settings.reader_interval_seconds,
         drain_seconds=settings.drain_seconds,
         retry_milliseconds=settings.retry_milliseconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
         broker=broker,
     )
-    retry_after = str(max(1, math.ceil(settings.retry_milliseconds / 1000)))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -305,7 +203,7 @@ def create_app(
             if broker is not None:
                 await broker.aclose()
 
-    app = FastAPI(
+    app = SseApp(
         title="Realtime delivery: Server-Sent Events",
         lifespan=lifespan,
         docs_url=None,
@@ -315,48 +213,17 @@ def create_app(
     app.state.hub = hub
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=list(settings.cors_origins),
-        allow_methods=["GET"],
-        allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],
-        expose_headers=["Retry-After"],
-        max_age=600,
+    cors: dict[str, Any] = {
+        "allow_origins": list(settings.cors_origins),
+        "allow_methods": ["GET"],
+        "allow_headers": ["Authorization", "Last-Event-ID", "Cache-Control"],
+        "expose_headers": ["Retry-After"],
+        "max_age": 600,
+    }
+    app.add_middleware(CORSMiddleware, **cors)
+    app.stream_route = StreamRoute(
+        hub=hub, settings=settings, gate=gate, cors=CORSMiddleware(app, **cors)
     )
-
-    def unavailable(code: str, detail: str) -> Response:
-        return problem_response(
-            status=HTTPStatus.SERVICE_UNAVAILABLE,
-            code=code,
-            detail=detail,
-            headers={"Retry-After": retry_after},
-        )
-
-    @app.get(STREAM_PATH)
-    async def stream(request: Request, channel: str) -> Response:
-        # The gate first: a caller without a valid token learns nothing, not even that
-        # its channel name or cursor is malformed.
-        grant = await gate(request, channel)
-        validate_channel(channel)
-        cursor = _cursor(request)
-        # From here to hub.admit there is no await, so concurrent requests cannot
-        # all pass the check and overshoot the cap.
-        if hub.draining:
-            return unavailable("draining", "this server is shutting down; reconnect")
-        if hub.open_streams >= settings.max_streams:
-            return unavailable(
-                "too_many_streams", f"this server holds its maximum of {settings.max_streams}"
-            )
-        subscriber = hub.admit(channel)
-        hub.end_after(subscriber, max_seconds=settings.max_stream_seconds)
-        if grant.expires_at is not None:
-            hub.expire_at(subscriber, expires_at=grant.expires_at)
-        return SseResponse(
-            hub.stream(subscriber, cursor=cursor),
-            hub=hub,
-            subscriber=subscriber,
-            settings=settings,
-        )
 
     @app.get(HEALTH_PATH)
     async def healthz() -> Response:

@@ -13,6 +13,17 @@ channels x tasks, not with clients. Each event is encoded into its SSE frame onc
 and the same bytes object is queued for every subscriber, so a subscriber's queue
 costs a reference per event, not a copy.
 
+Most of the time a stream is caught up: its queue is empty and its task waits
+(``parked``). Then the feed does not queue the batch and wake the task, one task
+switch per stream per event; it hands the batch, joined once into one body for all,
+to the stream's ``write_now`` (``sse_service.stream``), which runs the server's
+``send`` in the feed's own task. uvicorn's ``send`` only waits when the socket is
+backed up; a write that waits is finished by the stream's own task, and the
+subscriber counts as not parked until it has been. A batch larger than a write slice
+goes through the queues, to be written in slices. The heartbeat is the timeout of
+the stream's wait: a timer, not a task; since direct writes do not end the wait, a
+stream that gets its events that way still gets a heartbeat every interval.
+
 The price of sharing is that one slow client must not hold the others back or
 grow the process without bound. Every subscriber is bounded in bytes
 (``queue_bytes``): the frames queued for it plus the ones being written to it.
@@ -101,7 +112,7 @@ from sse_service.broker import BrokerLink
 
 logger = logging.getLogger(__name__)
 
-CloseReason = Literal["overflow", "drain", "reset", "expired", "gap"]
+CloseReason = Literal["client_left", "overflow", "drain", "reset", "expired", "gap"]
 
 Frame = tuple[int, bytes]
 """An event's seq and its SSE message, encoded once and shared by every subscriber."""
@@ -140,25 +151,37 @@ def preamble(*, retry_milliseconds: int, cursor: int | None) -> bytes:
 
 EXPIRED_FRAME = b"event: expired\ndata: {}\n\n"
 
+HEARTBEAT_FRAME = b": heartbeat\n\n"
+"""A comment: no event in the browser, but bytes on an idle connection."""
+
 
 class Subscriber:
     """One open stream's place in a feed: frames bounded in bytes, and why it must end.
 
     ``held`` is what the bound counts: the bytes queued plus the bytes being written
     (taken from the queue, or a backlog page, and not yet accepted by the server).
+
+    Ten thousand of these live in one process, so each is small: slots, and a bare
+    future to wait on instead of an ``asyncio.Event`` (whose waiter deque alone is
+    larger than the rest of the subscriber).
     """
 
     __slots__ = (
         "_capacity",
         "_frames",
         "_queued",
-        "_wake",
+        "_waiter",
+        "_woken",
         "channel",
         "in_flight",
-        "on_close",
+        "last",
+        "on_cut",
+        "parked",
         "peak",
         "reason",
         "timers",
+        "write_now",
+        "write_pending",
     )
 
     def __init__(self, *, channel: str, capacity: int) -> None:
@@ -168,18 +191,44 @@ class Subscriber:
         self._queued = 0
         self.in_flight = 0
         self.peak = 0  # the most bytes this subscriber ever held
-        self._wake = asyncio.Event()
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self.reason: CloseReason | None = None
-        self.on_close: Callable[[CloseReason], None] | None = None
+        self.on_cut: Callable[[], None] | None = None
+        """Set by the response: end a write the client is not taking (see ``cut``)."""
+        self.write_now: Callable[[bytes], bool] | None = None
+        """Set by the response: write now, True if done; False: the write waits for the
+        socket, and the stream's task finishes it (``write_pending``)."""
+        self.write_pending = False
+        self.parked = False  # the stream waits for live frames, its queue empty
+        self.last = 0  # while parked: the last seq the stream has written
         self.timers: list[asyncio.TimerHandle] = []  # cancelled when the stream ends
 
     @property
     def held(self) -> int:
         return self._queued + self.in_flight
 
-    def offer(self, frames: list[Frame]) -> None:
-        """Queue frames; a subscriber that would hold more than its bound is closed instead."""
+    def offer(self, frames: list[Frame], body: bytes | None = None) -> None:
+        """Queue frames; a subscriber that would hold more than its bound is closed instead.
+
+        ``body``, the frames joined (the feed joins them once for every subscriber), is
+        written at once, without waking the stream's task, when the stream is waiting
+        for exactly these frames: ``write_now``, set by the response, hands it to the
+        server. A write the socket cannot take yet is left to the stream's task.
+        """
         if self.reason is not None:
+            return
+        if (
+            body is not None
+            and self.parked
+            and not self.write_pending
+            and self.write_now is not None
+            and frames[0][0] == self.last + 1
+        ):
+            self.last = frames[-1][0]
+            if body and not self.write_now(body):
+                self.write_pending = True
+                self.wake()
             return
         size = sum(len(frame) for _, frame in frames)
         if self.held + size > self._capacity:
@@ -188,7 +237,7 @@ class Subscriber:
         self._frames.extend(frames)
         self._queued += size
         self.peak = max(self.peak, self.held)
-        self._wake.set()
+        self.wake()
 
     def writing(self, size: int) -> bool:
         """Count ``size`` bytes as being written; False (and closed) past the bound."""
@@ -205,17 +254,38 @@ class Subscriber:
         self.reason = reason
         self._frames.clear()  # a closed subscriber holds no memory
         self._queued = 0
-        self._wake.set()
-        if self.on_close is not None:
-            self.on_close(reason)
+        self.wake()
+        if reason == "overflow":
+            self.cut()
+
+    def cut(self) -> None:
+        """End the stream even in the middle of a write (a client that stopped reading)."""
+        if self.on_cut is not None:
+            self.on_cut()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._woken = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
-    async def wait(self) -> None:
-        """Wait until something changed: frames queued, the feed ready, or the stream closed."""
-        await self._wake.wait()
-        self._wake.clear()
+    async def wait(self, at_most: float | None = None) -> bool:
+        """Wait until something changed (frames queued, the feed ready, the stream closed):
+        True; or until ``at_most`` seconds passed without a change: False.
+
+        The timeout is how a stream sends its heartbeat: a timer on this one wait, not
+        a task of its own."""
+        if not self._woken:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if at_most is None else loop.call_later(at_most, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        woken, self._woken = self._woken, False
+        return woken
 
     def take(self, max_bytes: int) -> list[Frame]:
         """The next write's frames (``next_slice``); they count as being written until the
@@ -224,6 +294,11 @@ class Subscriber:
         self._queued -= size
         self.in_flight = size
         return frames
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def next_slice(frames: deque[Frame], max_bytes: int) -> tuple[list[Frame], int]:
@@ -394,8 +469,14 @@ class ChannelFeed:
             self._hand_out_ahead()
 
     def _offer(self, frames: list[Frame]) -> None:
+        # One body for every subscriber that takes it directly; a larger batch goes through
+        # the queues, to be written in slices.
+        size = sum(len(frame) for _, frame in frames)
+        body = (
+            b"".join(frame for _, frame in frames) if size <= self.hub.write_slice_bytes else None
+        )
         for subscriber in list(self.subscribers):
-            subscriber.offer(frames)
+            subscriber.offer(frames, body)
         self.position = frames[-1][0]
 
     def _history_moved(self, result: ReadResult) -> None:
@@ -422,6 +503,7 @@ class Hub:
         reader_interval_seconds: float,
         drain_seconds: float,
         retry_milliseconds: int,
+        heartbeat_seconds: float,
         broker: BrokerLink | None = None,
     ) -> None:
         self.log = log
@@ -432,6 +514,7 @@ class Hub:
         self.reader_interval_seconds = reader_interval_seconds
         self.drain_seconds = drain_seconds
         self.retry_milliseconds = retry_milliseconds
+        self.heartbeat_seconds = heartbeat_seconds
         self.feeds: dict[str, ChannelFeed] = {}
         self.subscribers: set[Subscriber] = set()
         self.draining = False
@@ -496,11 +579,15 @@ class Hub:
     async def stream(
         self, subscriber: Subscriber, *, cursor: int | None
     ) -> AsyncGenerator[bytes, None]:
-        """The bytes of one stream: preamble, backlog after ``cursor``, then live events."""
+        """The bytes of one stream: preamble, backlog after ``cursor``, then live events,
+        and a heartbeat whenever the stream has waited ``heartbeat_seconds`` for them."""
+        heartbeat = self.heartbeat_seconds
         try:
             feed = self._join(subscriber)  # step 1: queue first (see the module docstring)
             while feed.position is None and subscriber.reason is None:
-                await subscriber.wait()  # step 2
+                # Step 2; while the log cannot be read, the heartbeats keep the stream open.
+                if not await subscriber.wait(heartbeat):
+                    yield HEARTBEAT_FRAME
             if subscriber.reason is not None or feed.position is None:
                 return
             last = feed.position
@@ -517,7 +604,18 @@ class Hub:
             while subscriber.reason is None:  # step 4, then live
                 frames = subscriber.take(self.write_slice_bytes)
                 if not frames:
-                    await subscriber.wait()
+                    if subscriber.write_pending:
+                        yield b""  # a direct write is waiting for the socket: finish it
+                        continue
+                    # Parked: the feed may write the next frames itself (Subscriber.offer).
+                    subscriber.last, subscriber.parked = last, True
+                    try:
+                        woken = await subscriber.wait(heartbeat)
+                    finally:
+                        subscriber.parked = False
+                    last = subscriber.last
+                    if not woken:
+                        yield HEARTBEAT_FRAME
                     continue
                 fresh = [frame for seq, frame in frames if seq > last and frame]
                 if frames[0][0] > last + 1:
@@ -573,13 +671,20 @@ class Hub:
     # --- shutdown -------------------------------------------------------------------------------
 
     def begin_drain(self) -> None:
-        """Refuse new streams and end the open ones, spread over the first part of the window."""
+        """Refuse new streams and end the open ones, spread over the first part of the window;
+        at the end of the window, cut whatever is still open (a write the client never took)."""
         if self.draining:
             return
         self.draining = True
         logger.info("draining %d streams over %.1f s", self.open_streams, self._spread())
         for subscriber in list(self.subscribers):
             self._schedule_drain(subscriber)
+        asyncio.get_running_loop().call_later(self.drain_seconds, self._cut_the_rest)
+
+    def _cut_the_rest(self) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.close("drain")
+            subscriber.cut()
 
     def end_all(self) -> None:
         """End every open stream now, cleanly (a local stop: nobody is waiting to take them)."""
