@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 from starlette.types import Message
 
@@ -102,11 +103,13 @@ async def test_a_stream_is_one_task_and_the_feed_writes_live_events_itself(
     connections = [Connection() for _ in range(6)]
     streams = [open_stream(service, "live", c) for c in connections[:3]]
     await until(lambda: all(c.bodies for c in connections[:3]))  # the preamble
-    before = len(asyncio.all_tasks())
+    before = asyncio.all_tasks()
     streams += [open_stream(service, "live", c) for c in connections[3:]]
     await until(lambda: all(c.bodies for c in connections))
     # Each stream is the request's own task: no heartbeat task, no disconnect listener.
-    assert len(asyncio.all_tasks()) - before == 3
+    new = asyncio.all_tasks() - before
+    assert set(streams[3:]) <= new
+    assert [t.get_coro() for t in new - set(streams[3:])] == []
     await anyio.to_thread.run_sync(log.publish, "live", "hello")
     await until(lambda: all(c.seqs() == [1] for c in connections))
     # The parked streams were written by the feed's task, not woken to write themselves.
@@ -237,3 +240,15 @@ async def test_head_gets_the_stream_s_headers_and_no_stream(service: SseApp) -> 
     assert connection.bodies == []
     assert hub.open_streams == 0
     assert hub.stats["closed_client_left"] == 0
+
+
+async def test_another_method_on_a_stream_path_is_refused_with_a_405_problem(
+    service: SseApp,
+) -> None:
+    transport = httpx.ASGITransport(app=service)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sse") as client:
+        response = await client.post("/channels/news/stream", json={})
+    assert response.status_code == 405
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "method_not_allowed"
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}

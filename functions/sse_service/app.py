@@ -72,7 +72,7 @@ from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers
 from sse_service.broker import BrokerLink
 from sse_service.hub import Hub
-from sse_service.settings import ServiceSettings
+from sse_service.settings import STREAM_PATH, ServiceSettings
 from sse_service.stream import (
     StreamGate,
     StreamGrant,
@@ -224,6 +224,12 @@ def create_app(
     app.stream_route = StreamRoute(
         hub=hub, settings=settings, gate=gate, cors=CORSMiddleware(app, **cors)
     )
+
+    @app.api_route(STREAM_PATH, methods=["GET", "HEAD"], include_in_schema=False)
+    async def stream_elsewhere(channel: str) -> Response:
+        # Never reached (SseApp serves GET and HEAD of this path before routing); here so
+        # that another method on it is a 405 problem naming the allowed ones, not a 404.
+        raise RuntimeError(f"the stream of {channel!r} reached the router")
 
     @app.get(HEALTH_PATH)
     async def healthz() -> Response:

@@ -391,8 +391,11 @@ class ChannelFeed:
 
     async def _wait(self, seconds: float | None) -> None:
         """Until woken (a push, a gap, the broker's news), or ``seconds`` have passed."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the wait in a task of
+        # its own, one more task per wait.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     # --- the loop -------------------------------------------------------------------------------
