@@ -49,14 +49,13 @@ def create_transport(
     if name == "sse":
         return SseTransport(
             sse_url=_required(endpoints.sse_url, SSE_URL),
-            polling_api_url=endpoints.polling_api_url,
             token=token,
             options=options,
         )
     if name == "websocket":
         return WebSocketTransport(
             url=_required(endpoints.websocket_url, WEBSOCKET_URL),
-            polling_api_url=endpoints.polling_api_url,
+            log_api_url=endpoints.log_api_url,
             token=token,
             options=options,
         )

@@ -227,6 +227,19 @@ def test_one_https_address_serves_the_page_and_every_transport(synths: dict[str,
     )
 
 
+def test_the_log_api_is_at_the_edge_with_or_without_polling(synths: dict[str, Synth]) -> None:
+    def origin(synth: Synth, pattern: str) -> Any:
+        return behaviors(synth)[pattern]["TargetOriginId"]
+
+    # The polling API when deployed, else the SSE service: publish and backfill stay.
+    default, without_polling = synths["default"], synths["without-polling"]
+    assert origin(default, "/channels/*/events") == origin(default, "/healthz")
+    assert origin(default, "/channels/*/events") != origin(default, "/channels/*/stream")
+    events = behaviors(without_polling)["/channels/*/events"]
+    assert events["TargetOriginId"] == origin(without_polling, "/channels/*/stream")
+    assert "POST" in events["AllowedMethods"]
+
+
 def test_the_demo_page_is_deployed_with_its_endpoints_file(synths: dict[str, Synth]) -> None:
     synth = synths["default"]
     edge = synth.templates()[endpoints.EDGE_STACK]["Resources"]
@@ -254,7 +267,7 @@ def test_the_demo_page_is_deployed_with_its_endpoints_file(synths: dict[str, Syn
 def test_a_removed_transport_leaves_no_path_at_the_edge(synths: dict[str, Synth]) -> None:
     assert "/channels/*/stream" not in behaviors(synths["without-sse"])
     assert "/ws" not in behaviors(synths["without-websocket"])
-    assert "/channels/*/events" not in behaviors(synths["without-polling"])
+    assert "/healthz" not in behaviors(synths["without-polling"])
     assert endpoints.SSE_STACK not in synths["without-sse"].templates()
     edge_outputs = synths["without-sse"].templates()[endpoints.EDGE_STACK]["Outputs"]
     assert endpoints.SSE_URL not in edge_outputs

@@ -39,6 +39,23 @@ MAX_LONG_POLL_SECONDS = 25
 RETRY_AFTER_SECONDS = 1
 """``Retry-After`` of a refusal that names no other delay: throttling, contention."""
 
+EVENTS_PATH = "/channels/{channel}/events"
+"""The log's HTTP API: ``POST`` publishes, ``GET ?after=N&limit=L`` reads a page. The polling
+API and the SSE service both serve it (``eventlog.http_api``), so publishing and backfill
+never need one particular transport."""
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest publish body read at all; bigger ones are refused unparsed with 413. The event
+limit (``MAX_EVENT_BYTES``) applies to the compact encoding after parsing, so this only has
+to be comfortably above any body that can pass it, whitespace and escapes included, and far
+below the HTTP API's 10 MB payload limit."""
+
+EVENTS_CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "POST")
+EVENTS_CORS_ALLOW_HEADERS: tuple[str, ...] = ("Authorization", "Content-Type", "If-None-Match")
+EVENTS_CORS_EXPOSE_HEADERS: tuple[str, ...] = ("ETag", "Retry-After", "WWW-Authenticate")
+"""What a page on another origin may send to, and read from, the log's HTTP API: the client
+needs the ETag, and ``WWW-Authenticate`` tells a missing token from an invalid one."""
+
 # --- AWS limits that shape the transports -------------------------------------------------
 
 HTTP_API_TIMEOUT_SECONDS = 30

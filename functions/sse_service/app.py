@@ -11,6 +11,9 @@ Importing this module touches no AWS: the event log creates its client on first 
   ``data: {"oldest": N}``; a ``:`` comment heartbeat goes out every
   ``heartbeat_seconds`` (15 s, under the load balancer's 60 s idle timeout).
 - ``GET /healthz`` -> 200 while the process takes streams, 503 once it drains.
+- ``POST /channels/{channel}/events`` and ``GET /channels/{channel}/events?after=N&limit=L``:
+  publish and a page read, the polling API's contract from the same code
+  (``eventlog.http_api``), so SSE clients publish and backfill through this service.
 
 How streams share one reader of the log, and why: ``sse_service.hub``.
 
@@ -74,7 +77,13 @@ from starlette.types import Message, Receive, Scope, Send
 from auth.config import TOKEN_QUERY_PARAMETER
 from auth.verifier import Verifier, token_from
 from eventlog import metrics
+from eventlog.config import (
+    EVENTS_CORS_ALLOW_HEADERS,
+    EVENTS_CORS_ALLOW_METHODS,
+    EVENTS_CORS_EXPOSE_HEADERS,
+)
 from eventlog.events import parse_cursor, validate_channel
+from eventlog.http_api import event_routes
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers, problem_response
 from eventlog.structured_logs import fields
@@ -261,17 +270,21 @@ def create_app(
     log: EventLog | None = None,
     settings: ServiceSettings | None = None,
     gate: StreamGate | None = None,
+    auth: Verifier | None = None,
 ) -> FastAPI:
     """Build the service around an event log (default: the one configured by the environment).
 
-    ``gate`` decides who may open a stream; default: ``token_gate`` with a verifier
-    configured by the ``AUTH_*`` environment variables.
+    ``auth`` verifies the tokens of publishes and page reads; default: as the ``AUTH_*``
+    environment variables say. ``gate`` decides who may open a stream; default:
+    ``token_gate`` with that verifier.
     """
     settings = settings or ServiceSettings.from_env()
-    gate = gate or token_gate(Verifier.from_env())
+    verifier = auth or Verifier.from_env()
+    gate = gate or token_gate(verifier)
     broker = BrokerLink(settings.broker_url) if settings.broker_url else None
+    log = log or default_log()
     hub = Hub(
-        log=log or default_log(),
+        log=log,
         queue_bytes=settings.queue_bytes,
         write_slice_bytes=settings.write_slice_bytes,
         reader_interval_seconds=settings.reader_interval_seconds,
@@ -318,11 +331,14 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(settings.cors_origins),
-        allow_methods=["GET"],
-        allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],
-        expose_headers=["Retry-After"],
+        allow_methods=list(EVENTS_CORS_ALLOW_METHODS),
+        allow_headers=[*EVENTS_CORS_ALLOW_HEADERS, "Last-Event-ID", "Cache-Control"],
+        expose_headers=list(EVENTS_CORS_EXPOSE_HEADERS),
         max_age=600,
     )
+    # The log's publish and page read, as the polling API serves them: SSE clients publish
+    # and fill gaps here, with or without the polling transport (eventlog.http_api).
+    app.router.routes.extend(event_routes(log=lambda: log, verifier=verifier))
 
     def unavailable(code: str, detail: str) -> Response:
         return problem_response(
