@@ -26,7 +26,7 @@ from bench.latency import percentile
 from client import ClientError, ClientOptions, TransportStats
 from client.auth import TokenSource
 from client.log_api import LogApi
-from eventlog.endpoints import POLLING_API_URL, Endpoints
+from eventlog.endpoints import POLLING_API_URL, SSE_URL, Endpoints
 
 
 async def _publisher(
@@ -66,9 +66,11 @@ async def measure_count(
 ) -> dict[str, Any]:
     """One row: ``publishers`` racing on a channel of their own."""
     options = ClientOptions(publish_attempts=1)
-    base_url = endpoints.polling_api_url
+    base_url = endpoints.log_api_url
     if not base_url:
-        raise RuntimeError(f"the hot channel is measured over HTTP: no {POLLING_API_URL}")
+        raise RuntimeError(
+            f"the hot channel is measured over HTTP: no {POLLING_API_URL} and no {SSE_URL}"
+        )
     apis = [LogApi(base_url=base_url, token=token, options=options) for _ in range(publishers)]
     start = asyncio.Event()
     try:

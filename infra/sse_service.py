@@ -86,6 +86,7 @@ from eventlog.config import (
     SSE_DRAIN_SECONDS,
     SSE_HEARTBEAT_SECONDS,
     SSE_MAX_STREAM_SECONDS,
+    SSE_MAX_STREAMS,
 )
 from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk_singletons
 from infra.auth import Auth
@@ -94,7 +95,7 @@ from infra.events_table import grant_log_append
 from infra.operations import Graph, Watched, code_metric
 from infra.sse_broker import BACKPLANE_CONTEXT, SseBroker, backplane_from
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
-from sse_service.settings import SSE_BROKER_URL_ENV, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
+from sse_service.settings import SSE_BROKER_URL_ENV, SSE_PORT, STREAM_PATH
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR

@@ -149,6 +149,33 @@ tombstone (it took longer than ``SEQ_ABANDONED_AFTER_SECONDS``) or the head had 
 
 # --- Defaults of the tunable knobs ------------------------------------------------------------
 
+# Each transport's own knobs that the cost model (bench/cost.py) prices too: here, so that
+# the model still runs in a checkout that has removed one transport.
+
+LONG_POLL_FIRST_INTERVAL_SECONDS = 0.1
+"""First pause between two reads of a waiting request; it doubles after every empty read."""
+
+LONG_POLL_MAX_INTERVAL_SECONDS = 0.5
+"""Longest pause between two reads: the most an event waits for a waiting request to see it.
+An empty 25 s wait then costs about 50 reads, each a fraction of a cent per thousand."""
+
+SSE_MAX_STREAMS = 10_000
+"""Open streams one process accepts before answering 503. Measured by bench/sse_fanout.py
+on a 2-core development machine: ~50 KB of memory per stream (~570 MB for 10,000), and
+~0.8 s of one core to hand one event to all 10,000 (one socket write each, ~90 us). The task
+size in infra/sse_service.py is chosen for it; a busier channel scales out on CPU."""
+
+DEFAULT_FANOUT_WORKERS = 16
+"""Concurrent ``post_to_connection`` calls per fan-out invocation.
+
+Each call is a network round trip that releases the GIL while it waits, so
+threads multiply throughput until botocore's own CPU cost per call (a few ms of
+signing and parsing) saturates the function's vCPU. ``bench/websocket_fanout.py``
+measures the curve: with 5-20 ms round trips it flattens between 8 and 16
+threads on one core, and more threads only add contention. The account-wide
+callback throttle (10,000 rps shared by all APIs) is the ceiling that
+concurrent fan-out invocations share."""
+
 DEFAULT_RETENTION_SECONDS = 24 * 60 * 60
 """How long the log keeps an event (DynamoDB TTL); a cursor older than this gets ``reset``."""
 

@@ -34,15 +34,6 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 """(method, path) of every route; API Gateway answers anything else with 404 itself."""
 
-# --- Long polling -----------------------------------------------------------------------------
-
-LONG_POLL_FIRST_INTERVAL_SECONDS = 0.1
-"""First pause between two reads of a waiting request; it doubles after every empty read."""
-
-LONG_POLL_MAX_INTERVAL_SECONDS = 0.5
-"""Longest pause between two reads: the most an event waits for a waiting request to see it.
-An empty 25 s wait then costs about 50 reads, each a fraction of a cent per thousand."""
-
 # --- CORS (the demo page may be served from another origin) ---------------------------------
 
 DEFAULT_CORS_ALLOW_ORIGINS: tuple[str, ...] = ("*",)
