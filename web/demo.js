@@ -222,6 +222,7 @@ async function main() {
     );
     return;
   }
+  // A transport is deployed when the endpoints file has its key; the others' panels go.
   const missing = Object.entries(OUTPUT_KEYS).filter(([name]) => !endpoints[name]);
   const auth = {
     fixed: "token from the page address",
@@ -231,12 +232,14 @@ async function main() {
   say(
     endpointsLine,
     `Endpoints from ${endpoints.source}` +
-      (missing.length ? `; missing: ${missing.map(([, key]) => key).join(", ")}` : "") +
+      (missing.length ? `; not deployed: ${missing.map(([name]) => name).join(", ")}` : "") +
       `; ${auth}.`,
-    missing.length ? "warning" : "ok",
+    "ok",
   );
 
-  const panels = [...document.querySelectorAll(".panel[data-transport]")].map(
+  const elements = [...document.querySelectorAll(".panel[data-transport]")];
+  for (const element of elements) element.hidden = !endpoints[element.dataset.transport];
+  const panels = elements.filter((element) => !element.hidden).map(
     (element) => new Panel(element, endpoints),
   );
 

@@ -28,7 +28,7 @@ from eventlog.events import Event, utc_timestamp
 from sse_service.broker import broker_channel
 from sse_service.hub import ChannelFeed
 from sse_service.relay import Relay
-from tests.test_sse_hub import make_hub, seqs_until
+from tests.sse.test_sse_hub import make_hub, seqs_until
 
 pytest_plugins = ("tests.e2e_support",)
 

@@ -1,6 +1,6 @@
 """The WebSocket client's hardest cases against the real gateway, handlers and fan-out.
 
-``tests/test_client_websocket.py`` drives the client against a few-line fake of the
+``tests/websocket/test_client_websocket.py`` drives the client against a few-line fake of the
 server, which can misbehave at will. Here the same cases run against what the local
 stack runs: the local API Gateway (``local.websocket_gateway``), the real route
 handlers and the real fan-out code posting through the gateway's @connections API, on

@@ -7,7 +7,7 @@ requests, a connection closed under the client, pongs that never come. Gaps are
 filled over the log's HTTP API (the code the polling API and the SSE service serve it
 with), by uvicorn on 127.0.0.1 on the same log.
 The same hardest cases against the real gateway, handlers and fan-out:
-``tests/test_client_websocket_gateway.py``.
+``tests/websocket/test_client_websocket_gateway.py``.
 """
 
 from __future__ import annotations

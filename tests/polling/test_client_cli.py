@@ -35,7 +35,7 @@ from polling.app import create_app
 from tests.auth_support import TEST_SECRET, token, verifier
 from tests.client_support import RETENTION_SECONDS, Clock, live
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str) -> tuple[int, str, str]:
