@@ -88,8 +88,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q uv==$(UV_VERSION); }
 	$(UV) sync --frozen --python $(PY)
 	@# The venv finds functions/ and the project's own packages without PYTHONPATH, so
-	@# `.venv/bin/python -m local` and `-m client` work as the README shows them.
-	@printf '%s\n%s\n' "$(CURDIR)/functions" "$(CURDIR)" > \
+	@# `.venv/bin/python -m local` and `-m client` work as the README shows them. Found
+	@# beside the venv (its sys.prefix), not at this path: a copy of the checkout that links
+	@# this venv (the transport removal test) runs its own code, not this checkout's.
+	@echo 'import os, sys; sys.path.extend([os.path.join(os.path.dirname(sys.prefix), "functions"), os.path.dirname(sys.prefix)])' > \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/realtime-delivery.pth"
 	@touch $@
 

@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(results_file.read_text())
     else:
         plan = QUICK if args.quick else FULL
-        results = run.measure(plan, outputs=args.outputs, token=args.token)
+        try:
+            results = run.measure(plan, outputs=args.outputs, token=args.token)
+        except run.TransportsMissing as exc:
+            print(f"python -m bench: {exc}", file=sys.stderr)
+            return 2
     run.write(results, results_file=results_file, page=page, charts=charts)
     print(f"wrote {results_file}, {page} and {charts}/", file=sys.stderr)
     if args.out is None and args.outputs is None:

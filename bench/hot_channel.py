@@ -25,12 +25,12 @@ from typing import Any
 from bench.latency import percentile
 from client import ClientError, ClientOptions, TransportStats
 from client.auth import TokenSource
-from client.polling import PollingApi
-from eventlog.endpoints import POLLING_API_URL, Endpoints
+from client.log_api import LogApi
+from eventlog.endpoints import POLLING_API_URL, SSE_URL, Endpoints
 
 
 async def _publisher(
-    api: PollingApi, *, channel: str, worker: int, count: int, start: asyncio.Event
+    api: LogApi, *, channel: str, worker: int, count: int, start: asyncio.Event
 ) -> tuple[list[float], dict[int, Any], int]:
     stats = TransportStats()
     timings: list[float] = []
@@ -50,7 +50,7 @@ async def _publisher(
     return timings, acknowledged, failures
 
 
-async def _read_back(api: PollingApi, channel: str) -> dict[int, Any]:
+async def _read_back(api: LogApi, channel: str) -> dict[int, Any]:
     stored: dict[int, Any] = {}
     after = 0
     while True:
@@ -66,10 +66,12 @@ async def measure_count(
 ) -> dict[str, Any]:
     """One row: ``publishers`` racing on a channel of their own."""
     options = ClientOptions(publish_attempts=1)
-    base_url = endpoints.polling_api_url
+    base_url = endpoints.log_api_url
     if not base_url:
-        raise RuntimeError(f"the hot channel is measured over HTTP: no {POLLING_API_URL}")
-    apis = [PollingApi(base_url=base_url, token=token, options=options) for _ in range(publishers)]
+        raise RuntimeError(
+            f"the hot channel is measured over HTTP: no {POLLING_API_URL} and no {SSE_URL}"
+        )
+    apis = [LogApi(base_url=base_url, token=token, options=options) for _ in range(publishers)]
     start = asyncio.Event()
     try:
         tasks = [

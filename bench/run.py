@@ -36,8 +36,8 @@ from bench import (
 from bench.plan import PRODUCTION_IDLE, SEED, Plan
 from bench.results import missing_or_not_numeric
 from bench.stack import given_stack, local_stack
-from sse_service.settings import SSE_MAX_STREAMS
-from websocket_api.config import DEFAULT_FANOUT_WORKERS
+from eventlog.config import DEFAULT_FANOUT_WORKERS, SSE_MAX_STREAMS
+from local.transports import PACKAGES, absent_transports
 
 MANY_WORKERS = 64
 
@@ -301,7 +301,19 @@ def _shared_bytecode() -> Iterator[None]:
                 os.environ[name] = value
 
 
+class TransportsMissing(RuntimeError):
+    """The benchmark compares the three transports; this checkout lacks one."""
+
+
 def measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str, Any]:
+    absent = absent_transports()
+    if absent:
+        # Every table and chart compares the three: a partial run would write a page that
+        # says less than it seems to (the cost model, `make cost`, still prices all three).
+        raise TransportsMissing(
+            f"make bench compares the three transports, and this checkout has no "
+            f"{', '.join(absent)} (functions/{', functions/'.join(PACKAGES[n] for n in absent)})"
+        )
     with _shared_bytecode():
         return _measure(plan, outputs=outputs, token=token)
 

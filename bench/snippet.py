@@ -42,7 +42,7 @@ def render_snippet(results: Mapping[str, Any]) -> str:
         (
             "Direction",
             "client asks; publish is a `POST`",
-            "server to client only; publish over the polling API",
+            "server to client only; publish is a `POST` to the same service",
             "both ways on one socket (`subscribe`, `publish`, `ping` frames)",
         ),
         (

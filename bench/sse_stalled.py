@@ -24,7 +24,6 @@ from typing import Any, cast
 from bench.sse_fanout import free_port, rss_bytes, start_server, wait_until_serving
 from eventlog import EventLog, schema
 from eventlog.config import Settings
-from sse_service.settings import SSE_QUEUE_BYTES
 
 CHANNEL = "busy"
 PAD_BYTES = 30_000
@@ -112,6 +111,9 @@ async def measure(
             if reader.transport is not None:
                 reader.transport.close()
         growth = peak - rss_before
+        # Imported here: bench modules import no transport's code at import time.
+        from sse_service.settings import SSE_QUEUE_BYTES
+
         return {
             "readers": readers,
             "events": published,

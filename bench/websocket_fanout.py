@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
@@ -210,7 +210,8 @@ def measure_fanout(
         for count in workers:
             client = management.new_client(endpoint, max_pool_connections=count)
             subscribers = _Subscribers(ids)
-            fan = Fanout(connections=subscribers, client=client, workers=count)  # type: ignore[arg-type]
+            # A stand-in for the connections table: only the reads the fan-out makes.
+            fan = Fanout(connections=cast(Any, subscribers), client=client, workers=count)
             fan.deliver("news", frame)  # warm up: connections opened, threads started
             timings = []
             for _ in range(rounds):

@@ -43,7 +43,7 @@ from client.base import TRANSIENT_ERRORS
 from client.config import DEFAULT_WAIT_SECONDS, ClientOptions
 from client.errors import ClientError, MissingEndpoint
 from client.sequencer import Reset
-from client.transports import TRANSPORTS, TransportName, open_transport
+from client.transports import TRANSPORTS, TransportName, open_transport, present_in
 from eventlog.config import MAX_LONG_POLL_SECONDS
 from eventlog.endpoints import LOCAL_OUTPUTS_FILE, Endpoints
 from eventlog.errors import EventLogError
@@ -135,15 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        default="polling",
-        help="polling (default) or websocket; sse publishes over the polling API",
+        default=None,
+        help="default: the first of polling, sse, websocket that the endpoints offer",
     )
 
     subscribe = commands.add_parser(
         "subscribe", parents=[common], help="print a channel's events, one JSON per line"
     )
     subscribe.add_argument("channel", type=channel_arg, metavar="CHANNEL")
-    subscribe.add_argument("--transport", choices=TRANSPORTS, default="polling")
+    subscribe.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default=None,
+        help="default: the first of polling, sse, websocket that the endpoints offer",
+    )
     subscribe.add_argument(
         "--after",
         type=cursor_arg,
@@ -251,8 +256,19 @@ def run_token(args: argparse.Namespace, out: TextIO) -> None:
     print(issued.token, file=out, flush=True)
 
 
+def chosen_transport(args: argparse.Namespace, endpoints: Endpoints) -> TransportName:
+    """``--transport``, else the first transport the endpoints offer."""
+    if args.transport is not None:
+        name: TransportName = args.transport
+        return name
+    offered = present_in(endpoints)
+    if not offered:
+        raise MissingEndpoint("the endpoints offer no transport")
+    return offered[0]
+
+
 async def run_publish(args: argparse.Namespace, endpoints: Endpoints, out: TextIO) -> None:
-    name: TransportName = args.transport
+    name = chosen_transport(args, endpoints)
     token = token_source(args, endpoints, "publish")
     async with open_transport(name, endpoints, token=token) as transport:
         event = await transport.publish(args.channel, args.data)
@@ -267,7 +283,7 @@ async def run_subscribe(
         what = f"events {lost.start}-{lost.stop - 1} are" if lost else "the history moved; it is"
         print(f"reset: {what} no longer retained; continuing", file=err, flush=True)
 
-    name: TransportName = args.transport
+    name = chosen_transport(args, endpoints)
     options = ClientOptions(wait_seconds=args.wait)
     token = token_source(args, endpoints, "subscribe")
     async with open_transport(name, endpoints, token=token, options=options) as transport:

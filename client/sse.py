@@ -18,8 +18,9 @@ reopened after the ``retry`` delay with ``Last-Event-ID: <position>``, like a
 browser's ``EventSource``; unlike one, a ``503`` with ``Retry-After`` (a full or
 draining server) is waited out and retried instead of ending the subscription.
 
-SSE is one-way, so this transport publishes, and fills any gap, over the polling
-API: it needs the endpoints file's ``PollingApiUrl`` for both.
+SSE is one-way, so this transport publishes, and fills any gap, with the log's HTTP API
+(``client.log_api``), which the SSE service serves beside its streams: one URL, the
+endpoints file's ``SseUrl``, for all three.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ from client.base import (
     event_from_json,
 )
 from client.config import SSE_DEFAULT_RETRY_SECONDS, ClientOptions
-from client.errors import ClientError, MissingEndpoint, protocol_error
-from client.polling import PollingApi, count_request, count_response_head
+from client.errors import ClientError, protocol_error
+from client.log_api import LogApi, count_request, count_response_head
 from client.sequencer import Reset
 from client.sse_parser import SseMessage, SseParser
 from client.stats import TransportStats
-from eventlog.endpoints import POLLING_API_URL
 from eventlog.events import Event
 
 
@@ -173,18 +173,13 @@ class SseTransport(Transport):
         self,
         *,
         sse_url: str,
-        polling_api_url: str | None,
         token: TokenSource,
         options: ClientOptions,
     ) -> None:
         super().__init__(options=options)
         self._sse_url = sse_url.rstrip("/")
         self._token = token
-        self.api = (
-            None
-            if polling_api_url is None
-            else PollingApi(base_url=polling_api_url, token=token, options=options)
-        )
+        self.api = LogApi(base_url=sse_url, token=token, options=options)
 
     def _new_subscription(
         self, *, channel: str, after: int | None, on_reset: Callable[[Reset], None] | None
@@ -195,20 +190,14 @@ class SseTransport(Transport):
             token=self._token,
             channel=channel,
             after=after,
-            backfill=None if self.api is None else self.api.backfill(stats),
+            backfill=self.api.backfill(stats),
             stats=stats,
             options=self.options,
             on_reset=on_reset,
         )
 
     async def publish(self, channel: str, data: Any) -> Event:
-        if self.api is None:
-            raise MissingEndpoint(
-                f"SSE is one-way: publishing needs the polling API, and the endpoints have no "
-                f"{POLLING_API_URL}"
-            )
         return await self.api.publish(channel, data, stats=self.stats)
 
     async def _end(self) -> None:
-        if self.api is not None:
-            await self.api.aclose()
+        await self.api.aclose()

@@ -13,8 +13,9 @@ What API Gateway makes necessary, and how it is handled:
 - *No ordering across invocations.* Every action is its own Lambda invocation and
   every event frame a ``post_to_connection`` from a concurrent fan-out, so frames can
   arrive out of order, twice (backlog overlapping live) or not at all (a failed
-  post). The sequencer drops duplicates and backfills gaps over the polling API
-  (``PollingApiUrl``; without it, a gap ends the subscription with ``sequence_gap``).
+  post). The sequencer drops duplicates and backfills gaps over the log's HTTP API
+  (``client.log_api``: the endpoints file's ``log_api_url``, the polling API's or the
+  SSE service's; with neither deployed, a gap ends the subscription with ``sequence_gap``).
   Frames already waiting in the socket buffer are sorted before the sequencer sees
   them, so a reordering within a burst costs no backfill. A lost *last* event is only
   noticed when the next event arrives, or at the next reconnect.
@@ -79,7 +80,7 @@ from client.errors import (
     protocol_error,
     unreachable,
 )
-from client.polling import PollingApi
+from client.log_api import LogApi
 from client.sequencer import Reset
 from client.stats import TransportStats
 from eventlog.errors import EventLogError
@@ -163,7 +164,7 @@ class WebSocketTransport(Transport):
         self,
         *,
         url: str,
-        polling_api_url: str | None,
+        log_api_url: str | None,
         token: TokenSource,
         options: ClientOptions,
     ) -> None:
@@ -172,8 +173,8 @@ class WebSocketTransport(Transport):
         self._credentials = Credentials(token)
         self.api = (
             None
-            if polling_api_url is None
-            else PollingApi(base_url=polling_api_url, token=token, options=options)
+            if log_api_url is None
+            else LogApi(base_url=log_api_url, token=token, options=options)
         )
         self.by_channel: dict[str, WebSocketSubscription] = {}
         self.unmatched_errors: list[ClientError] = []

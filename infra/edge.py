@@ -7,12 +7,17 @@ transports' paths to their origins, so a browser talks to one origin over HTTPS:
 |---|---|
 | ``/channels/*/events``, ``/healthz`` ... | the polling HTTP API |
 | ``/channels/*/stream`` | the SSE service's internal load balancer (a VPC origin) |
+| ``/channels/*/events``, without polling | the SSE service, which serves the same contract |
 | ``/ws`` | the WebSocket API's stage |
 | everything else | the demo page's bucket (origin access control) |
 
 Each transport stack says which paths it serves and how (``EdgeRoute``) and which
 endpoints it offers (``EdgeEndpoint``); this stack only assembles them, so deleting
-a transport's line in ``app.py`` also removes its paths here. Why one address:
+a transport's line in ``app.py`` also removes its paths here. A CloudFront path pattern
+serves one origin, so where two transports serve the same path (the log's publish and page
+read, ``/channels/*/events``: the polling API and the SSE service), one marks its route a
+``fallback``, taken only when no other transport serves that path (``behaviors``). Why one
+address:
 
 - **HTTPS everywhere**: tokens travel in ``?token=`` on an ``EventSource`` and a
   WebSocket (browsers cannot set headers there), so they must never cross the
@@ -101,6 +106,23 @@ class EdgeRoute:
 
     path_pattern: str
     behavior: cloudfront.BehaviorOptions
+    fallback: bool = False
+    """Served only when no other route has this path pattern (CloudFront allows one each)."""
+
+
+def behaviors(routes: Sequence[EdgeRoute]) -> dict[str, cloudfront.BehaviorOptions]:
+    """Each path pattern's behaviour: a route's, else a fallback's; two of either are refused."""
+    chosen: dict[str, cloudfront.BehaviorOptions] = {}
+    for fallback in (False, True):
+        taken = set(chosen)
+        for route in routes:
+            if route.fallback != fallback or route.path_pattern in taken:
+                continue
+            if route.path_pattern in chosen:
+                kind = "fallback routes" if fallback else "routes"
+                raise ValueError(f"two {kind} for {route.path_pattern!r}: CloudFront serves one")
+            chosen[route.path_pattern] = route.behavior
+    return chosen
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,7 +231,7 @@ class Edge(Construct):
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
                 response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
             ),
-            additional_behaviors={route.path_pattern: route.behavior for route in routes},
+            additional_behaviors=behaviors(routes),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             domain_names=[config.domain_name] if config.domain_name else None,
             certificate=certificate,

@@ -7,21 +7,17 @@ Lambda refuses a reserve that leaves fewer than 100 executions unreserved, and n
 accounts start with a quota far below the default 1,000 ("New AWS accounts have
 reduced concurrency and memory quotas", docs.aws.amazon.com/lambda/latest/dg/
 gettingstarted-limits.html): there the first deploy would fail half-way, at the
-polling stack, with CloudFormation's less helpful words.
+polling stack, with CloudFormation's less helpful words. A checkout without the polling
+transport (``infra/polling_api.py`` removed) has nothing to check.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
-
-from infra.polling_api import (
-    LAMBDA_MIN_UNRESERVED,
-    RESERVED_CONCURRENCY_CONTEXT,
-    reserved_concurrency_from,
-)
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
@@ -39,6 +35,12 @@ def context_of(pairs: list[str], cdk_json: Path = CDK_JSON) -> dict[str, Any]:
 
 def check_concurrency(context: dict[str, Any], lambda_client: Any) -> str | None:
     """Why the account cannot take the polling reserve, or None when it can."""
+    from infra.polling_api import (
+        LAMBDA_MIN_UNRESERVED,
+        RESERVED_CONCURRENCY_CONTEXT,
+        reserved_concurrency_from,
+    )
+
     reserve = reserved_concurrency_from(context.get(RESERVED_CONCURRENCY_CONTEXT))
     if reserve is None:
         return None
@@ -54,6 +56,8 @@ def check_concurrency(context: dict[str, Any], lambda_client: Any) -> str | None
 
 
 def main(argv: list[str]) -> int:
+    if importlib.util.find_spec("infra.polling_api") is None:
+        return 0  # the polling transport is removed: no reserve to make room for
     import boto3
     import botocore.exceptions
 

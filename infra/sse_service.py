@@ -82,18 +82,20 @@ from constructs import Construct
 from eventlog import endpoints, metrics
 from eventlog.config import (
     ALB_IDLE_TIMEOUT_SECONDS,
+    EVENTS_PATH,
     SSE_DRAIN_SECONDS,
     SSE_HEARTBEAT_SECONDS,
     SSE_MAX_STREAM_SECONDS,
+    SSE_MAX_STREAMS,
 )
 from infra.app_rules import LAMBDA_BASIC_EXECUTION, acknowledge, acknowledge_cdk_singletons
 from infra.auth import Auth
 from infra.edge import EdgeEndpoint, EdgeRoute
-from infra.events_table import grant_log_read
+from infra.events_table import grant_log_append
 from infra.operations import Graph, Watched, code_metric
 from infra.sse_broker import BACKPLANE_CONTEXT, SseBroker, backplane_from
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
-from sse_service.settings import SSE_BROKER_URL_ENV, SSE_MAX_STREAMS, SSE_PORT, STREAM_PATH
+from sse_service.settings import SSE_BROKER_URL_ENV, SSE_PORT, STREAM_PATH
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 DOCKERFILE = "sse_service/Dockerfile"  # relative to the build context, FUNCTIONS_DIR
@@ -262,7 +264,8 @@ class SseService(Construct):
             readonly_root_filesystem=True,
         )
         # Reads, and tombstones for seqs their publishers abandoned; never an event.
-        grant_log_read(events_table, self.task_definition.task_role)
+        # Read and publish: the service serves the log's publish and page read too.
+        grant_log_append(events_table, self.task_definition.task_role)
         auth.grant_verify(self.task_definition.task_role)
 
         self.service = ecs.FargateService(
@@ -348,25 +351,33 @@ class SseService(Construct):
             "secret: the signing key is read from Secrets Manager at run time.",
         )
 
-        stream_path = STREAM_PATH.replace("{channel}", "*")
-        self.edge_routes: tuple[EdgeRoute, ...] = (
-            EdgeRoute(
-                path_pattern=stream_path,
+        origin = origins.VpcOrigin.with_application_load_balancer(
+            self.load_balancer,
+            http_port=80,
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            read_timeout=Duration.seconds(SSE_ORIGIN_READ_TIMEOUT_SECONDS),
+        )
+
+        def route(path: str, methods: cloudfront.AllowedMethods, *, fallback: bool) -> EdgeRoute:
+            return EdgeRoute(
+                path_pattern=path.replace("{channel}", "*"),
                 behavior=cloudfront.BehaviorOptions(
-                    origin=origins.VpcOrigin.with_application_load_balancer(
-                        self.load_balancer,
-                        http_port=80,
-                        protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-                        read_timeout=Duration.seconds(SSE_ORIGIN_READ_TIMEOUT_SECONDS),
-                    ),
-                    allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS,
+                    origin=origin,
+                    allowed_methods=methods,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                     cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
                     # Last-Event-ID, Authorization and ?token= must reach the service.
                     origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER,
                     compress=False,
                 ),
-            ),
+                fallback=fallback,
+            )
+
+        self.edge_routes: tuple[EdgeRoute, ...] = (
+            route(STREAM_PATH, cloudfront.AllowedMethods.ALLOW_GET_HEAD_OPTIONS, fallback=False),
+            # The log's publish and page read, at the edge only when no polling API serves
+            # them there (infra.edge.behaviors): SSE clients use this service's own URL.
+            route(EVENTS_PATH, cloudfront.AllowedMethods.ALLOW_ALL, fallback=True),
         )
         self.edge_endpoints: tuple[EdgeEndpoint, ...] = (
             EdgeEndpoint(output_key=endpoints.SSE_URL),

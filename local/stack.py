@@ -1,4 +1,7 @@
-"""The local stack: every transport on 127.0.0.1, running the code that is deployed.
+"""The local stack: every transport of this checkout on 127.0.0.1, running the deployed code.
+
+A transport whose package is gone (removed, README "Make it yours") is left out, and so
+are its endpoints in the endpoints file: ``local.transports`` says which are present.
 
 | AWS                                   | here                                           |
 |---------------------------------------|------------------------------------------------|
@@ -33,7 +36,7 @@ import logging
 import os
 import signal
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +64,7 @@ from local.disorder import Disorder
 from local.metrics import Collector
 from local.servers import HOST, EmbeddedServer, PortInUse, bind, child_service, port_of
 from local.stream_mapping import POLL_INTERVAL_SECONDS
-from sse_service.settings import SSE_BROKER_URL_ENV
+from local.transports import Transport, present_transports
 
 logger = logging.getLogger("local")
 
@@ -143,18 +146,21 @@ def _configure_environment(config: LocalConfig, dynamodb_endpoint: str) -> None:
     os.environ.setdefault("SSE_METRICS_INTERVAL_SECONDS", str(SSE_METRICS_INTERVAL_SECONDS))
 
 
-def _ensure_tables(config: LocalConfig) -> str:
-    """Create the tables from their shared specs if missing; return the events stream ARN."""
-    import boto3
+def _ensure_tables(config: LocalConfig, *, websocket: bool) -> str:
+    """Create the tables from their shared specs if missing; return the events stream ARN.
 
-    from websocket_api.connections import CONNECTIONS_TABLE
+    The connections table is the WebSocket transport's: only when it is present.
+    """
+    import boto3
 
     client = boto3.client("dynamodb")
     existing = set(client.list_tables()["TableNames"])
-    for spec, name in (
-        (schema.EVENTS_TABLE, config.events_table),
-        (CONNECTIONS_TABLE, config.connections_table),
-    ):
+    tables = [(schema.EVENTS_TABLE, config.events_table)]
+    if websocket:
+        from websocket_api.connections import CONNECTIONS_TABLE
+
+        tables.append((CONNECTIONS_TABLE, config.connections_table))
+    for spec, name in tables:
         if name not in existing:
             schema.create_table(client, spec, name)
     arn = client.describe_table(TableName=config.events_table)["Table"].get("LatestStreamArn")
@@ -244,16 +250,21 @@ def refuse_if_running(outputs_file: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
-    """Start every server, write the endpoints file, and stop everything on exit."""
+    """Start every server of the transports present, write the endpoints file, stop on exit.
+
+    A transport is present when its package is (``local.transports``): its code is imported
+    only then, so removing one runs the others, and the endpoints file lists only them.
+    """
     from local.stream_mapping import LocalStreamMapping
-    from local.websocket_gateway import LocalWebSocketApi
 
     refuse_if_running(config.outputs_file)
+    here = present_transports()
     ports = config.ports
+    http_ports = {"polling": ports.polling, "sse": ports.sse, "demo": ports.demo}
     sockets = {
-        "polling": bind(HOST, ports.polling, name="polling", option="--polling-port"),
-        "sse": bind(HOST, ports.sse, name="sse", option="--sse-port"),
-        "demo": bind(HOST, ports.demo, name="demo", option="--demo-port"),
+        name: bind(HOST, port, name=name, option=f"--{name}-port")
+        for name, port in http_ports.items()
+        if name == "demo" or name in here
     }
     # Only now that this stack has its ports: a file left by a stack that died is stale.
     config.outputs_file.unlink(missing_ok=True)  # never leave a stale file for a waiter
@@ -270,17 +281,8 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             dynamodb_endpoint = stack.enter_context(
                 child_service("local.dynamodb", ports.dynamodb, name="DynamoDB (moto)")
             )
-        broker_url = None
-        if config.broker:
-            broker_url = config.broker_url
-            if broker_url is None:
-                bind(HOST, ports.broker, name="broker", option="--broker-port").close()
-                broker_url = stack.enter_context(
-                    child_service("local.broker", ports.broker, name="broker (fakeredis)")
-                )
-            os.environ[SSE_BROKER_URL_ENV] = broker_url  # the SSE app and the relay read it
-        else:
-            os.environ.pop(SSE_BROKER_URL_ENV, None)
+        # The broker is the SSE service's backplane: only with SSE.
+        broker_url = _start_broker(config, stack) if "sse" in here else None
         _configure_environment(config, dynamodb_endpoint)
         # Every handler of this process emits its metric lines here, as to CloudWatch.
         collector = Collector()
@@ -289,7 +291,7 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         secret = _configure_auth(config)
         if secret is None:
             logger.warning(OFF_WARNING)
-        stream_arn = await asyncio.to_thread(_ensure_tables, config)
+        stream_arn = await asyncio.to_thread(_ensure_tables, config, websocket="websocket" in here)
 
         import boto3
 
@@ -297,34 +299,6 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
         if disorder is not None:
             # Every DynamoDB client the stack's code creates from here on meets throttling.
             stack.callback(disorder.throttle_dynamodb(boto3._get_default_session()._session))
-
-        from polling.app import create_app as create_polling_app
-        from sse_service.app import create_app as create_sse_app
-        from websocket_api import authorizer, fanout
-        from websocket_api.config import (
-            FANOUT_TIMEOUT_SECONDS,
-            IDENTITY_SOURCE,
-            MANAGEMENT_ENDPOINT_ENV,
-        )
-        from websocket_api.routes import ROUTES
-
-        # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
-        authorizer.use_verifier(None)
-        gateway = LocalWebSocketApi(
-            routes=ROUTES,
-            host=HOST,
-            port=ports.websocket,
-            management_port=ports.management,
-            authorizer=authorizer.handler if config.auth else None,
-            identity_source=(IDENTITY_SOURCE,) if config.auth else (),
-            message_delay=None if disorder is None else disorder.message_delay(),
-            connections_throttled=None if disorder is None else disorder.connections_throttled(),
-        )
-        await gateway.start()
-        stack.push_async_callback(gateway.stop)
-        os.environ[MANAGEMENT_ENDPOINT_ENV] = (
-            gateway.management_endpoint
-        )  # the stage's, as deployed
 
         def stream_reader() -> Any:
             """A Streams client for one reader: a disordered one holds records per shard,
@@ -354,63 +328,66 @@ async def running(config: LocalConfig) -> AsyncIterator[RunningStack]:
             await asyncio.to_thread(mapping.start)
             stack.callback(mapping.stop)
 
-        await read_stream(
-            fanout.handler,
-            max_age=WEBSOCKET_MAX_CONNECTION_SECONDS,
-            function_timeout=FANOUT_TIMEOUT_SECONDS,
-        )
-        if broker_url is not None:
-            from sse_service import relay
-
-            await read_stream(
-                relay.handler,
-                max_age=relay.RELAY_MAX_RECORD_AGE_SECONDS,
-                function_timeout=relay.RELAY_TIMEOUT_SECONDS,
-            )
-
         base = {name: f"http://{HOST}:{port_of(sock)}" for name, sock in sockets.items()}
         outputs = {
             endpoints.EVENT_LOG_STACK: {
                 endpoints.EVENTS_TABLE_NAME: config.events_table,
                 endpoints.LOCAL_DYNAMODB_ENDPOINT: dynamodb_endpoint,
             },
-            endpoints.POLLING_STACK: {endpoints.POLLING_API_URL: base["polling"]},
-            endpoints.WEBSOCKET_STACK: {
-                endpoints.WEBSOCKET_URL: gateway.url,
+        }
+        apps: dict[str, Any] = {}
+        if "polling" in here:
+            from polling.app import create_app as create_polling_app
+
+            outputs[endpoints.POLLING_STACK] = {endpoints.POLLING_API_URL: base["polling"]}
+            apps["polling"] = create_polling_app()
+        if "websocket" in here:
+            websocket_url = await _start_websocket(config, stack, read_stream)
+            outputs[endpoints.WEBSOCKET_STACK] = {
+                endpoints.WEBSOCKET_URL: websocket_url,
                 endpoints.CONNECTIONS_TABLE_NAME: config.connections_table,
-            },
-            endpoints.SSE_STACK: {
+            }
+        if "sse" in here:
+            from sse_service.app import create_app as create_sse_app
+
+            if broker_url is not None:
+                from sse_service import relay
+
+                await read_stream(
+                    relay.handler,
+                    max_age=relay.RELAY_MAX_RECORD_AGE_SECONDS,
+                    function_timeout=relay.RELAY_TIMEOUT_SECONDS,
+                )
+            outputs[endpoints.SSE_STACK] = {
                 endpoints.SSE_URL: base["sse"],
                 **({endpoints.LOCAL_BROKER_URL: broker_url} if broker_url else {}),
-            },
-            endpoints.EDGE_STACK: {endpoints.DEMO_URL: base["demo"] + "/"},
-        }
+            }
+            apps["sse"] = create_sse_app()
+        outputs[endpoints.EDGE_STACK] = {endpoints.DEMO_URL: base["demo"] + "/"}
         if secret is not None:
             outputs[endpoints.EDGE_STACK][endpoints.LOCAL_DEV_TOKEN_URL] = (
                 base["demo"] + DEV_TOKEN_PATH
             )
-        apps = {
-            "polling": create_polling_app(),
-            "sse": create_sse_app(),
-            "demo": _demo_app(outputs, secret=secret, collector=collector),
-        }
-        servers = []
+        apps["demo"] = _demo_app(outputs, secret=secret, collector=collector)
         for name, app in apps.items():
             server = EmbeddedServer(
                 # No access log: browsers send tokens in query strings (the tests check it).
                 uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
             )
-            servers.append(server)
             task = asyncio.create_task(server.serve(sockets=[sockets[name]]), name=name)
             stack.push_async_callback(_stop_server, server, task)
-        # Runs first (callbacks unwind in reverse): the open streams end before their server
-        # stops, as a deployed task drains, only at once.
-        stack.push_async_callback(_end_streams, apps["sse"].state.hub)
+        if "sse" in apps:
+            # Runs first (callbacks unwind in reverse): the open streams end before their
+            # server stops, as a deployed task drains, only at once.
+            stack.push_async_callback(_end_streams, apps["sse"].state.hub)
 
         await asyncio.gather(
-            _wait_until_answering(base["polling"] + "/healthz"),
-            _wait_until_answering(base["sse"] + "/healthz"),
-            _wait_until_answering(base["demo"] + "/outputs.json"),
+            *(
+                _wait_until_answering(
+                    base[name] + ("/outputs.json" if name == "demo" else "/healthz")
+                )
+                for name in apps
+            )
         )
         config.outputs_file.parent.mkdir(parents=True, exist_ok=True)
         partial = config.outputs_file.with_suffix(".tmp")
@@ -427,6 +404,63 @@ async def _end_streams(hub: Any, *, within: float = 2.0) -> None:
     # Polled, briefly: each stream leaves the hub when its response has ended.
     while hub.open_streams and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
+
+
+def _start_broker(config: LocalConfig, stack: contextlib.AsyncExitStack) -> str | None:
+    """The SSE service's push backplane, as deployed (fakeredis unless given one); None: off."""
+    from sse_service.settings import SSE_BROKER_URL_ENV
+
+    if not config.broker:
+        os.environ.pop(SSE_BROKER_URL_ENV, None)
+        return None
+    broker_url = config.broker_url
+    if broker_url is None:
+        bind(HOST, config.ports.broker, name="broker", option="--broker-port").close()
+        broker_url = stack.enter_context(
+            child_service("local.broker", config.ports.broker, name="broker (fakeredis)")
+        )
+    os.environ[SSE_BROKER_URL_ENV] = broker_url  # the SSE app and the relay read it
+    return broker_url
+
+
+ReadStream = Callable[..., Awaitable[None]]
+
+
+async def _start_websocket(
+    config: LocalConfig, stack: contextlib.AsyncExitStack, read_stream: ReadStream
+) -> str:
+    """The local WebSocket API with the route handlers, and the fan-out on the stream."""
+    from local.websocket_gateway import LocalWebSocketApi
+    from websocket_api import authorizer, fanout
+    from websocket_api.config import (
+        FANOUT_TIMEOUT_SECONDS,
+        IDENTITY_SOURCE,
+        MANAGEMENT_ENDPOINT_ENV,
+    )
+    from websocket_api.routes import ROUTES
+
+    disorder = config.disorder
+    # As deployed: with auth on, $connect has the REQUEST authorizer; with it off, none.
+    authorizer.use_verifier(None)
+    gateway = LocalWebSocketApi(
+        routes=ROUTES,
+        host=HOST,
+        port=config.ports.websocket,
+        management_port=config.ports.management,
+        authorizer=authorizer.handler if config.auth else None,
+        identity_source=(IDENTITY_SOURCE,) if config.auth else (),
+        message_delay=None if disorder is None else disorder.message_delay(),
+        connections_throttled=None if disorder is None else disorder.connections_throttled(),
+    )
+    await gateway.start()
+    stack.push_async_callback(gateway.stop)
+    os.environ[MANAGEMENT_ENDPOINT_ENV] = gateway.management_endpoint  # the stage's, as deployed
+    await read_stream(
+        fanout.handler,
+        max_age=WEBSOCKET_MAX_CONNECTION_SECONDS,
+        function_timeout=FANOUT_TIMEOUT_SECONDS,
+    )
+    return str(gateway.url)
 
 
 async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
@@ -459,6 +493,27 @@ def found_broker(outputs: dict[str, dict[str, str]]) -> str:
     return f"{url} (events pushed to the SSE service)" if url else "off: SSE polls the log"
 
 
+def transport_lines(outputs: dict[str, dict[str, str]]) -> list[str]:
+    """The banner's lines for the transports this stack runs, and one for those it lacks."""
+    found = endpoints.Endpoints.from_outputs(outputs)
+    urls: dict[Transport, tuple[str, str | None]] = {
+        "polling": ("polling API", found.polling_api_url),
+        "sse": ("SSE", found.sse_url),
+        "websocket": ("WebSocket API", found.websocket_url),
+    }
+    lines = [f"  {label:<14} {url}" for label, url in urls.values() if url]
+    if found.sse_url:
+        lines.append(f"  {'SSE broker':<14} {found_broker(outputs)}")
+    missing = [label for label, url in urls.values() if not url]
+    if missing:
+        lines.append(f"  {'not here':<14} {', '.join(missing)} (removed from this checkout)")
+    return lines
+
+
+def try_transport(found: endpoints.Endpoints) -> str:
+    return "sse" if found.sse_url else "websocket" if found.websocket_url else "polling"
+
+
 def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> None:
     found = endpoints.Endpoints.from_outputs(outputs)
     if config.auth:
@@ -482,17 +537,14 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
         "",
         "Local stack is up (Ctrl-C stops everything):",
         f"  demo page      {found.demo_url}",
-        f"  polling API    {found.polling_api_url}",
-        f"  SSE            {found.sse_url}",
-        f"  WebSocket API  {found.websocket_url}",
+        *transport_lines(outputs),
         f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}",
-        f"  SSE broker     {found_broker(outputs)}",
         f"  endpoints file {config.outputs_file}",
         f"  metrics        {(found.demo_url or '/').rstrip('/')}{METRICS_PATH}",
         *auth,
         *disorder,
         "",
-        "Try: .venv/bin/python -m client subscribe news --transport sse",
+        f"Try: .venv/bin/python -m client subscribe news --transport {try_transport(found)}",
         '     .venv/bin/python -m client publish news \'{"hello": "world"}\'',
         "",
     ]

@@ -11,10 +11,14 @@ from contextlib import contextmanager
 import pytest
 from fastapi import FastAPI
 
+from auth.config import AuthSettings
+from auth.verifier import Verifier
 from client.base import Subscription
 from eventlog.config import Settings
 from eventlog.events import Event
+from eventlog.http_api import event_routes
 from eventlog.log import EventLog
+from eventlog.problems import install_problem_handlers
 from tests.sse_support import LiveServer
 
 DEADLINE_SECONDS = 15.0
@@ -34,6 +38,17 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def log_api_app(log: EventLog) -> FastAPI:
+    """The log's HTTP API alone (``eventlog.http_api``), as the polling API and the SSE service
+    both serve it: where a WebSocket client fills its gaps, whichever of them is deployed.
+    No auth: the WebSocket tests' servers check none either (auth has its own tests)."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    no_auth = Verifier(settings=AuthSettings(mode="off"))
+    app.router.routes.extend(event_routes(log=lambda: log, verifier=no_auth))
+    return app
 
 
 @contextmanager

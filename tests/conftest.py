@@ -10,9 +10,15 @@ import pytest
 
 from tests.auth_support import TEST_SECRET
 
-# The session-wide ``local_stack`` fixture for end-to-end and browser tests, and the
-# fixtures the client's test modules and the metrics tests share.
-pytest_plugins = ("tests.e2e_support", "tests.client_support", "tests.metrics_support")
+# The session-wide ``local_stack`` fixture for end-to-end and browser tests, the
+# fixtures the client's test modules and the metrics tests share, and the copies of the
+# project with a transport removed (synthesized once for the CDK and removal tests).
+pytest_plugins = (
+    "tests.e2e_support",
+    "tests.client_support",
+    "tests.metrics_support",
+    "tests.removal_support",
+)
 
 # Set before anything imports boto3, so no test can pick up a real account.
 os.environ.update(

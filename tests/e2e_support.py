@@ -87,9 +87,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def launched(
-    folder: Path, *, disorder_seed: int | None = None, extra_args: Sequence[str] = ()
+    folder: Path,
+    *,
+    disorder_seed: int | None = None,
+    extra_args: Sequence[str] = (),
+    root: Path = ROOT,
+    python: Path | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], LocalStack]]:
-    """``python -m local`` in ``folder``, running once its endpoints file is written."""
+    """``python -m local`` of the project at ``root``, with its files in ``folder``, running
+    once its endpoints file is written. ``python``: the interpreter (default: this one)."""
     outputs_file = folder / "outputs.json"
     log_file = folder / "stack.log"
     ports = [
@@ -99,14 +105,14 @@ def launched(
     env = {
         # Only the option above decides: a developer's LOCAL_DISORDER must not leak in.
         **{k: v for k, v in os.environ.items() if k not in ("LOCAL_DISORDER",)},
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(root / "functions"), str(root)]),
         "PYTHONUNBUFFERED": "1",
     }
     # Output goes to a file, not a pipe: a pipe nobody reads fills up and blocks the stack.
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable,
+                str(python or sys.executable),
                 "-m",
                 "local",
                 *ports,
@@ -118,7 +124,7 @@ def launched(
                 *([] if disorder_seed is None else ["--disorder", str(disorder_seed)]),
                 *extra_args,
             ],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

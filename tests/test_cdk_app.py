@@ -2,7 +2,9 @@
 
 Each variant is one ``cdk synth`` of the real CLI (``node_modules/.bin/cdk``, pinned by
 package-lock.json) with stdin closed and stdout piped, as CI and ``make deploy | tee``
-run it; the default variant bundles every Lambda asset, as a deploy does. Then every
+run it; the default variant bundles every Lambda asset, as a deploy does. The
+"without-X" variants are the synths of copies of the project with X removed as the
+README says (``tests.removal_support``, shared with ``test_transport_removal.py``). Then every
 variant's templates are checked together: no exports between stacks (so switching
 between variants can never be refused by CloudFormation), every weak reference
 resolves within its variant, cdk-nag found nothing unacknowledged, and cfn-lint is clean.
@@ -11,7 +13,6 @@ resolves within its variant, cdk-nag found nothing unacknowledged, and cfn-lint 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from typing import Any
 import pytest
 
 from eventlog import endpoints
+from local.transports import Transport, absent_transports, present
+from tests.removal_support import RemovedCopy, synthesize
 
 # Seven synths (the first bundles every asset) take minutes on two busy cores.
 pytestmark = pytest.mark.timeout(1200)
@@ -38,18 +41,29 @@ class Variant:
     name: str
     context: tuple[str, ...] = ()
     without: str | None = None
-    """A transport's stack class whose line is deleted from app.py, as the README says."""
+    """A transport removed as the README says: the synth of its copy (removed_copies)."""
+    needs: Transport | None = None
+    """A transport the variant configures: synthesized only where the checkout has it."""
 
 
 VARIANTS = (
     Variant("default"),
     Variant("auth-jwks", context=("auth=jwks", f"authJwksUrl={JWKS_URL}")),
     Variant("auth-off", context=("auth=off",)),
-    Variant("polling-snapstart", context=("pollingSnapStart=on",)),
-    Variant("without-polling", without="PollingStack"),
-    Variant("without-websocket", without="WebSocketStack"),
-    Variant("without-sse", without="SseStack"),
+    Variant("polling-snapstart", context=("pollingSnapStart=on",), needs="polling"),
+    Variant("without-polling", without="polling"),
+    Variant("without-websocket", without="websocket"),
+    Variant("without-sse", without="sse"),
 )
+
+
+def needs(*transports: str) -> pytest.MarkDecorator:
+    """Skip a check of transports this checkout has removed (README, "Make it yours")."""
+    missing = [name for name in transports if name in absent_transports()]
+    return pytest.mark.skipif(bool(missing), reason=f"removed from this checkout: {missing}")
+
+
+ALL = ("polling", "sse", "websocket")
 
 
 @dataclass(frozen=True)
@@ -65,54 +79,33 @@ class Synth:
         }
 
 
-def app_without(transport: str, folder: Path) -> Path:
-    """app.py with the one line that adds ``transport`` deleted."""
-    lines = (ROOT / "app.py").read_text().splitlines(keepends=True)
-    kept = [line for line in lines if f"{transport}(app" not in line]
-    assert len(kept) == len(lines) - 1, f"app.py should add {transport} in exactly one line"
-    app = folder / "app.py"
-    app.write_text("".join(kept))
-    return app
-
-
-def synthesize(variant: Variant, folder: Path) -> Synth:
-    outdir = folder / "cdk.out"
-    command = [str(CDK), "synth", "--quiet", "--output", str(outdir)]
-    for pair in variant.context:
-        command += ["--context", pair]
-    if variant.without:
-        command += ["--app", f"{sys.executable} {app_without(variant.without, folder)}"]
-    environment = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'functions'}{os.pathsep}{ROOT}",
-        "CI": "true",  # the CLI's non-interactive mode, as in CI and `make deploy | tee`
-    }
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,  # no terminal: what CI and a piped deploy see
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-        timeout=600,
-        check=False,
-    )
-    return Synth(variant, outdir, result)
-
-
 @pytest.fixture(scope="module")
-def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]:
+def synths(
+    tmp_path_factory: pytest.TempPathFactory, removed_copies: dict[str, RemovedCopy]
+) -> dict[str, Synth]:
     assert CDK.exists(), "the pinned CDK CLI is missing: `make test` installs it (npm ci)"
-    folders = {v.name: tmp_path_factory.mktemp(v.name) for v in VARIANTS}
+    copies = {v.name: removed_copies[v.without] for v in VARIANTS if v.without in removed_copies}
+    found = {
+        name: Synth(next(v for v in VARIANTS if v.name == name), c.synth.outdir, c.synth.result)
+        for name, c in copies.items()
+    }
+    here = [v for v in VARIANTS if not v.without and (v.needs is None or present(v.needs))]
+    folders = {v.name: tmp_path_factory.mktemp(v.name) for v in here}
+
+    def synthesized(variant: Variant) -> Synth:
+        done = synthesize(ROOT, folders[variant.name] / "cdk.out", context=variant.context)
+        return Synth(variant, done.outdir, done.result)
+
     # Two at a time: each is a node process and a Python one.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        done = pool.map(lambda v: synthesize(v, folders[v.name]), VARIANTS)
-        return {synth.variant.name: synth for synth in done}
+        found.update({synth.variant.name: synth for synth in pool.map(synthesized, here)})
+    return found
 
 
 @pytest.fixture(params=[v.name for v in VARIANTS])
 def synth(request: pytest.FixtureRequest, synths: dict[str, Synth]) -> Synth:
+    if request.param not in synths:
+        pytest.skip(f"{request.param}: that transport is removed from this checkout")
     return synths[request.param]
 
 
@@ -198,6 +191,7 @@ def behaviors(synth: Synth) -> dict[str, dict[str, Any]]:
     return found
 
 
+@needs(*ALL)
 def test_one_https_address_serves_the_page_and_every_transport(synths: dict[str, Synth]) -> None:
     synth = synths["default"]
     found = behaviors(synth)
@@ -227,6 +221,21 @@ def test_one_https_address_serves_the_page_and_every_transport(synths: dict[str,
     )
 
 
+@needs("polling", "sse")
+def test_the_log_api_is_at_the_edge_with_or_without_polling(synths: dict[str, Synth]) -> None:
+    def origin(synth: Synth, pattern: str) -> Any:
+        return behaviors(synth)[pattern]["TargetOriginId"]
+
+    # The polling API when deployed, else the SSE service: publish and backfill stay.
+    default, without_polling = synths["default"], synths["without-polling"]
+    assert origin(default, "/channels/*/events") == origin(default, "/healthz")
+    assert origin(default, "/channels/*/events") != origin(default, "/channels/*/stream")
+    events = behaviors(without_polling)["/channels/*/events"]
+    assert events["TargetOriginId"] == origin(without_polling, "/channels/*/stream")
+    assert "POST" in events["AllowedMethods"]
+
+
+@needs(*ALL)
 def test_the_demo_page_is_deployed_with_its_endpoints_file(synths: dict[str, Synth]) -> None:
     synth = synths["default"]
     edge = synth.templates()[endpoints.EDGE_STACK]["Resources"]
@@ -251,10 +260,11 @@ def test_the_demo_page_is_deployed_with_its_endpoints_file(synths: dict[str, Syn
     assert bucket["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
 
 
+@needs(*ALL)
 def test_a_removed_transport_leaves_no_path_at_the_edge(synths: dict[str, Synth]) -> None:
     assert "/channels/*/stream" not in behaviors(synths["without-sse"])
     assert "/ws" not in behaviors(synths["without-websocket"])
-    assert "/channels/*/events" not in behaviors(synths["without-polling"])
+    assert "/healthz" not in behaviors(synths["without-polling"])
     assert endpoints.SSE_STACK not in synths["without-sse"].templates()
     edge_outputs = synths["without-sse"].templates()[endpoints.EDGE_STACK]["Outputs"]
     assert endpoints.SSE_URL not in edge_outputs
@@ -271,6 +281,7 @@ def test_auth_modes_change_only_what_they_must(synths: dict[str, Synth]) -> None
     assert re.search(r"auth.*off", stdout, re.IGNORECASE), "auth=off must warn at synth"
 
 
+@needs("polling")
 def test_polling_snapstart_is_switched_by_its_context(synths: dict[str, Synth]) -> None:
     def snapshotted(name: str) -> tuple[bool, int]:
         resources = synths[name].templates()[endpoints.POLLING_STACK]["Resources"].values()
@@ -303,6 +314,7 @@ def alarms_of(synth: Synth) -> list[dict[str, Any]]:
     return [r["Properties"] for r in operations.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
 
 
+@needs(*ALL)
 def test_every_transport_is_watched_and_every_alarm_pages(synths: dict[str, Synth]) -> None:
     alarms = alarms_of(synths["default"])
     assert {a["MetricName"] for a in alarms} == {
@@ -331,6 +343,7 @@ def test_every_transport_is_watched_and_every_alarm_pages(synths: dict[str, Synt
     assert "AWS/ECS" not in without_sse
 
 
+@needs("websocket")
 def test_the_delivery_age_alarm_watches_what_the_fanout_emits(synths: dict[str, Synth]) -> None:
     from eventlog import metrics
     from infra.operations import THRESHOLDS
@@ -352,6 +365,7 @@ def dashboard_body(synth: Synth) -> str:
     return "".join(part for part in body["Fn::Join"][1] if isinstance(part, str))
 
 
+@needs(*ALL)
 def test_the_dashboard_graphs_every_metric_the_code_emits(synths: dict[str, Synth]) -> None:
     from eventlog import metrics
 
@@ -365,6 +379,7 @@ def test_the_dashboard_graphs_every_metric_the_code_emits(synths: dict[str, Synt
     assert f'"{metrics.PUBLISH_LATENCY.name}"' in without_sse
 
 
+@needs(*ALL)
 def test_every_function_logs_json(synths: dict[str, Synth]) -> None:
     functions = [
         resource["Properties"]
@@ -382,6 +397,7 @@ def test_every_function_logs_json(synths: dict[str, Synth]) -> None:
         assert function["LoggingConfig"]["ApplicationLogLevel"] == "INFO"
 
 
+@needs(*ALL)
 def test_the_readme_explains_every_alarm_as_defined() -> None:
     from infra.operations import operating_table
 

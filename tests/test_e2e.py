@@ -15,6 +15,7 @@ the local stack writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -29,7 +30,7 @@ import websockets
 from client import ClientError, open_transport
 from client.auth import Credentials, DevTokens, TokenSource
 from client.base import Subscription
-from client.transports import TransportName
+from client.transports import OUTPUT_KEYS, TransportName, present_in
 from client.websocket import with_token
 from eventlog import endpoints
 from eventlog.endpoints import Endpoints
@@ -38,6 +39,19 @@ from eventlog.events import Event
 pytestmark = pytest.mark.anyio
 
 TRANSPORTS: tuple[TransportName, ...] = ("polling", "sse", "websocket")
+
+
+def need(found: Endpoints, *names: TransportName) -> None:
+    """Skip unless the endpoints offer ``names``: a checkout may have removed a transport."""
+    missing = [name for name in names if name not in present_in(found)]
+    if missing:
+        keys = ", ".join(OUTPUT_KEYS[name] for name in missing)
+        pytest.skip(f"no {keys} in the endpoints file: {', '.join(missing)} is not here")
+
+
+def a_publisher(found: Endpoints) -> TransportName:
+    """Any transport publishes (docs/ARCHITECTURE.md): the first the endpoints offer."""
+    return present_in(found)[0]
 
 
 @pytest.fixture
@@ -109,15 +123,13 @@ async def take(subscription: Subscription, count: int, *, within: float = 20.0) 
 async def test_one_event_published_once_arrives_on_every_transport(
     found: Endpoints, channel: str, token: TokenSource
 ) -> None:
-    async with (
-        open_transport("polling", found, token=token) as polling,
-        open_transport("sse", found, token=token) as sse,
-        open_transport("websocket", found, token=token) as websocket,
-    ):
-        subscriptions = [
-            await transport.subscribe(channel) for transport in (polling, sse, websocket)
+    async with contextlib.AsyncExitStack() as opened:
+        transports = [
+            await opened.enter_async_context(open_transport(name, found, token=token))
+            for name in present_in(found)
         ]
-        published = await polling.publish(channel, {"hello": "everyone"})
+        subscriptions = [await transport.subscribe(channel) for transport in transports]
+        published = await transports[0].publish(channel, {"hello": "everyone"})
         received = await asyncio.gather(*(take(s, 1) for s in subscriptions))
         for events in received:
             assert events == [published]
@@ -129,10 +141,11 @@ async def test_one_event_published_once_arrives_on_every_transport(
 async def test_a_forced_disconnect_loses_and_repeats_nothing(
     found: Endpoints, channel: str, transport: TransportName, token: TokenSource
 ) -> None:
+    need(found, transport)
     total = 30
     async with (
         open_transport(transport, found, token=token) as subscriber,
-        open_transport("polling", found, token=token) as publisher,
+        open_transport(a_publisher(found), found, token=token) as publisher,
     ):
         subscription = await subscriber.subscribe(channel, after=0)
 
@@ -165,6 +178,7 @@ async def test_a_forced_disconnect_loses_and_repeats_nothing(
 async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
     outputs: dict[str, Any], found: Endpoints, channel: str, token: TokenSource
 ) -> None:
+    need(found, "websocket")
     log_outputs = outputs.get(endpoints.EVENT_LOG_STACK, {})
     if endpoints.LOCAL_DYNAMODB_ENDPOINT not in log_outputs:
         pytest.skip("needs the tables' endpoint, which only the local stack writes")
@@ -205,6 +219,7 @@ async def test_a_vanished_websocket_client_is_removed_by_the_fanout(
 
 
 async def test_bad_input_gets_a_problem_on_polling(found: Endpoints, token: TokenSource) -> None:
+    need(found, "polling")
     assert found.polling_api_url
     headers = {"Authorization": f"Bearer {await a_token(token)}"}
     async with httpx.AsyncClient(
@@ -221,6 +236,7 @@ async def test_bad_input_gets_a_problem_on_polling(found: Endpoints, token: Toke
 
 
 async def test_bad_input_gets_a_problem_on_sse(found: Endpoints, token: TokenSource) -> None:
+    need(found, "sse")
     assert found.sse_url
     headers = {"Authorization": f"Bearer {await a_token(token)}", "Last-Event-ID": "soon"}
     async with httpx.AsyncClient(base_url=found.sse_url, timeout=10) as http:
@@ -233,6 +249,7 @@ async def test_bad_input_gets_a_problem_on_sse(found: Endpoints, token: TokenSou
 async def test_bad_input_gets_an_error_frame_on_websocket(
     found: Endpoints, token: TokenSource
 ) -> None:
+    need(found, "websocket")
     assert found.websocket_url
     url = with_token(found.websocket_url, await a_token(token))
     async with websockets.connect(url) as socket:
@@ -250,61 +267,65 @@ async def test_bad_input_gets_an_error_frame_on_websocket(
 async def test_the_client_refuses_bad_input_before_sending(
     found: Endpoints, token: TokenSource
 ) -> None:
-    async with open_transport("polling", found, token=token) as polling:
+    async with open_transport(a_publisher(found), found, token=token) as publisher:
         with pytest.raises(ClientError) as refused:
-            await polling.publish("bad channel", 1)
+            await publisher.publish("bad channel", 1)
         assert refused.value.code == "invalid_channel"
 
 
-def test_the_endpoints_file_has_every_contract_key(found: Endpoints) -> None:
-    assert found.polling_api_url
-    assert found.sse_url
-    assert found.websocket_url
-    assert found.websocket_url.startswith(("ws://", "wss://"))
+def test_the_endpoints_file_has_the_transports_of_this_checkout(found: Endpoints) -> None:
+    from local.transports import present_transports
+
+    assert set(present_in(found)) == set(present_transports())
+    assert found.log_api_url or present_in(found) == ("websocket",)
+    if found.websocket_url:
+        assert found.websocket_url.startswith(("ws://", "wss://"))
 
 
 # --- Auth ---------------------------------------------------------------------------------------
 
 
 async def test_nothing_answers_without_a_valid_token(found: Endpoints, channel: str) -> None:
-    assert found.polling_api_url
-    assert found.sse_url
-    assert found.websocket_url
+    # Every transport present; the log's HTTP API wherever it is served (polling, SSE).
+    http_urls = [url for url in (found.polling_api_url, found.sse_url) if url]
     bad = {"no token": {}, "a forged token": {"token": "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"}}
     async with httpx.AsyncClient(timeout=10) as http:
         for name, params in bad.items():
-            requests = [
-                http.build_request(
-                    "GET", f"{found.polling_api_url}/channels/{channel}/events", params=params
-                ),
-                http.build_request(
-                    "POST",
-                    f"{found.polling_api_url}/channels/{channel}/events",
-                    params=params,
-                    json={"data": 1},
-                ),
-                http.build_request(
-                    "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
-                ),
-            ]
+            requests = []
+            for url in http_urls:
+                events = f"{url}/channels/{channel}/events"
+                requests += [
+                    http.build_request("GET", events, params=params),
+                    http.build_request("POST", events, params=params, json={"data": 1}),
+                ]
+            if found.sse_url:
+                requests.append(
+                    http.build_request(
+                        "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
+                    )
+                )
             for request in requests:
                 response = await http.send(request)
-                assert response.status_code == 401, (name, request.method, request.url.path)
+                assert response.status_code == 401, (name, request.method, request.url)
                 assert response.json()["code"] == "unauthorized"
                 assert response.headers["www-authenticate"].startswith("Bearer")
-            with pytest.raises(websockets.InvalidStatus) as refused:
-                async with websockets.connect(with_token(found.websocket_url, params.get("token"))):
-                    pass
-            assert refused.value.response.status_code == 401, name
+            if found.websocket_url:
+                with pytest.raises(websockets.InvalidStatus) as refused:
+                    async with websockets.connect(
+                        with_token(found.websocket_url, params.get("token"))
+                    ):
+                        pass
+                assert refused.value.response.status_code == 401, name
         # Open without a token: health checks.
-        assert (await http.get(f"{found.polling_api_url}/healthz")).status_code == 200
-        assert (await http.get(f"{found.sse_url}/healthz")).status_code == 200
+        for url in http_urls:
+            assert (await http.get(f"{url}/healthz")).status_code == 200
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_token_for_another_channel_is_forbidden(
     found: Endpoints, channel: str, transport: TransportName, deployed_outputs: Path | None
 ) -> None:
+    need(found, transport)
     if deployed_outputs:
         pytest.skip("needs the local stack's development tokens")
     assert found.dev_token_url
@@ -324,6 +345,7 @@ async def test_a_token_for_another_channel_is_forbidden(
 async def test_an_sse_stream_outlives_its_token_with_a_fresh_one(
     found: Endpoints, channel: str, token: TokenSource, deployed_outputs: Path | None
 ) -> None:
+    need(found, "sse")
     if deployed_outputs:
         pytest.skip("needs the local stack's development tokens")
     assert found.dev_token_url
@@ -332,7 +354,7 @@ async def test_an_sse_stream_outlives_its_token_with_a_fresh_one(
     )
     async with (
         open_transport("sse", found, token=short) as subscriber,
-        open_transport("polling", found, token=token) as publisher,
+        open_transport("sse", found, token=token) as publisher,
     ):
         subscription = await subscriber.subscribe(channel)
         before = await publisher.publish(channel, "before the token expires")
@@ -360,9 +382,6 @@ async def test_the_stack_never_logs_a_token(
         pytest.skip("reads the local stack's own output")
     stack = stack_for(request, mode)
     assert found.dev_token_url
-    assert found.polling_api_url
-    assert found.sse_url
-    assert found.websocket_url
     value = await a_token(DevTokens(found.dev_token_url))
     refused_value = value[:-4] + "AAAA"  # a wrongly signed one is refused, and not logged either
     async with httpx.AsyncClient(timeout=10) as http:
@@ -372,27 +391,37 @@ async def test_the_stack_never_logs_a_token(
             (refused_value, (401, 401, 401)),
         ):
             params = {"after": "0", "token": secret}
-            events = f"{found.polling_api_url}/channels/{channel}/events"
-            assert (await http.get(events, params=params)).status_code == read
-            response = await http.post(events, params=params, json={"data": 1})
-            assert response.status_code == published
-            async with http.stream(
-                "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
-            ) as stream:
-                assert stream.status_code == streamed
-    async with websockets.connect(with_token(found.websocket_url, value)) as socket:
+            for url in (found.polling_api_url, found.sse_url):
+                if not url:
+                    continue
+                events = f"{url}/channels/{channel}/events"
+                assert (await http.get(events, params=params)).status_code == read
+                response = await http.post(events, params=params, json={"data": 1})
+                assert response.status_code == published
+            if found.sse_url:
+                async with http.stream(
+                    "GET", f"{found.sse_url}/channels/{channel}/stream", params=params
+                ) as stream:
+                    assert stream.status_code == streamed
+    if found.websocket_url:
+        await _websocket_logs_no_token(found.websocket_url, channel, value, refused_value)
+    await asyncio.sleep(0.5)  # the stack writes $disconnect's log line after the close
+    logs = stack.log_file.read_text()
+    if found.websocket_url:
+        assert "$disconnect" in logs  # the stack did log these requests
+        assert "refused before the handshake: 401" in logs
+    for secret in (value, refused_value):
+        assert secret not in logs
+        assert secret.split(".")[2] not in logs  # not even the signature alone
+
+
+async def _websocket_logs_no_token(url: str, channel: str, value: str, refused: str) -> None:
+    async with websockets.connect(with_token(url, value)) as socket:
         await socket.send(json.dumps({"action": "subscribe", "channel": channel}))
         # The event published above may be fanned out ahead of the reply (websocket_api.routes).
         while (frame := json.loads(await asyncio.wait_for(socket.recv(), 10)))["type"] == "event":
             assert frame["event"]["channel"] == channel
         assert frame["type"] == "subscribed"
     with pytest.raises(websockets.InvalidStatus):
-        async with websockets.connect(with_token(found.websocket_url, refused_value)):
+        async with websockets.connect(with_token(url, refused)):
             pass
-    await asyncio.sleep(0.5)  # the stack writes $disconnect's log line after the close
-    logs = stack.log_file.read_text()
-    assert "$disconnect" in logs  # the stack did log these requests
-    assert "refused before the handshake: 401" in logs
-    for secret in (value, refused_value):
-        assert secret not in logs
-        assert secret.split(".")[2] not in logs  # not even the signature alone

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Template
 
 from eventlog import endpoints
 from infra import app_rules
-from infra.edge import EdgeConfig, EdgeEndpoint, EdgeRoute, EdgeStack, api_behavior
+from infra.edge import EdgeConfig, EdgeEndpoint, EdgeRoute, EdgeStack, api_behavior, behaviors
 
 DOMAIN = "realtime.example.com"
 CERTIFICATE = "arn:aws:acm:us-east-1:111111111111:certificate/00000000-0000-0000-0000-000000000000"
@@ -57,3 +57,32 @@ def test_a_domain_without_a_certificate_is_refused() -> None:
         EdgeConfig(domain_name=DOMAIN)
     with pytest.raises(ValueError, match="go together"):
         EdgeConfig(certificate_arn=CERTIFICATE)
+
+
+def _route(path: str, host: str, *, fallback: bool = False) -> EdgeRoute:
+    behavior = api_behavior(origins.HttpOrigin(host), methods=cloudfront.AllowedMethods.ALLOW_ALL)
+    return EdgeRoute(path_pattern=path, behavior=behavior, fallback=fallback)
+
+
+def test_a_fallback_route_serves_a_path_only_when_no_route_does() -> None:
+    polling = _route("/channels/*/events", "polling.example.com")
+    sse = _route("/channels/*/events", "sse.example.com", fallback=True)
+    stream = _route("/channels/*/stream", "sse.example.com")
+    # Whatever the order of the transports in app.py.
+    assert behaviors([sse, stream, polling]) == {
+        "/channels/*/events": polling.behavior,
+        "/channels/*/stream": stream.behavior,
+    }
+    assert behaviors([sse, stream]) == {
+        "/channels/*/events": sse.behavior,
+        "/channels/*/stream": stream.behavior,
+    }
+
+
+def test_two_routes_for_one_path_are_refused() -> None:
+    with pytest.raises(ValueError, match="two routes"):
+        behaviors([_route("/a", "one.example.com"), _route("/a", "two.example.com")])
+    with pytest.raises(ValueError, match="two fallback routes"):
+        behaviors(
+            [_route("/a", "one.example.com", fallback=True), _route("/a", "two", fallback=True)]
+        )

@@ -38,8 +38,8 @@ async def summary(http: httpx.AsyncClient, stack: LocalStack) -> dict[str, Any]:
 async def test_a_publish_shows_up_as_fanout_posts_and_delivery_age(local_stack: LocalStack) -> None:
     found = local_stack.endpoints
     assert found.dev_token_url
-    assert found.polling_api_url
-    assert found.websocket_url
+    if not (found.websocket_url and found.log_api_url):
+        pytest.skip("counts the WebSocket fan-out's posts: needs WebSocket and an HTTP transport")
     channel = f"metrics-{uuid.uuid4().hex[:12]}"
     async with httpx.AsyncClient(timeout=10) as http:
         token = (await http.post(found.dev_token_url)).json()["token"]
@@ -50,7 +50,7 @@ async def test_a_publish_shows_up_as_fanout_posts_and_delivery_age(local_stack: 
             while json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] != "subscribed":
                 pass
             published = await http.post(
-                f"{found.polling_api_url}/channels/{channel}/events",
+                f"{found.log_api_url}/channels/{channel}/events",
                 params={"token": token},
                 json={"data": "counted"},
             )

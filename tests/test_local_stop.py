@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
 from pathlib import Path
@@ -21,47 +20,6 @@ def test_ctrl_c_stops_the_local_stack_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert "CancelledError" not in output
     assert "ERROR" not in output
-
-
-def test_ctrl_c_with_an_sse_stream_open_stops_cleanly(tmp_path: Path) -> None:
-    """An open stream (a browser tab on the demo) neither delays the stop nor logs a traceback."""
-    import threading
-
-    import httpx
-
-    from tests.e2e_support import launched, stop
-
-    with launched(tmp_path) as (process, stack):
-        assert stack.endpoints.dev_token_url
-        assert stack.endpoints.sse_url
-        token = httpx.post(stack.endpoints.dev_token_url).json()["token"]
-        received: list[str] = []
-        opened = threading.Event()
-
-        def read_stream() -> None:
-            url = f"{stack.endpoints.sse_url}/channels/stop-test/stream"
-            headers = {"Authorization": f"Bearer {token}"}
-            with (
-                contextlib.suppress(httpx.HTTPError),
-                httpx.stream("GET", url, headers=headers, timeout=30) as response,
-            ):
-                for line in response.iter_lines():
-                    received.append(line)
-                    opened.set()
-            opened.set()
-
-        reader = threading.Thread(target=read_stream, daemon=True)
-        reader.start()
-        assert opened.wait(10), "the stream sent nothing within 10 s"
-        stop(process)  # SIGINT, as Ctrl-C sends
-        assert process.returncode == 0
-        reader.join(10)
-        assert not reader.is_alive(), "the stream stayed open after the stack stopped"
-    assert any(line.startswith("retry:") for line in received)
-    output = stack.log_file.read_text(errors="replace")
-    assert "Traceback" not in output, output
-    assert "CancelledError" not in output, output
-    assert "ERROR" not in output, output
 
 
 def _dynamodb_address(outputs: dict[str, dict[str, str]]) -> tuple[str, int]:

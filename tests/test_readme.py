@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bench import readme
+from local.transports import absent_transports, present
 
 if TYPE_CHECKING:
     from tests.e2e_support import LocalStack
@@ -143,6 +144,7 @@ def test_the_readme_token_command_prints_a_token(checkout: Path) -> None:
     assert token.count(".") == 2, f"no token printed: {token!r}"
 
 
+@pytest.mark.skipif(not present("websocket"), reason="the README's example uses WebSocket")
 def test_the_readme_subscribe_and_publish_commands_deliver(checkout: Path) -> None:
     assert SUBSCRIBE in readme_commands()
     assert PUBLISH in readme_commands()
@@ -168,10 +170,18 @@ def test_the_readme_subscribe_and_publish_commands_deliver(checkout: Path) -> No
         assert subscriber.wait(timeout=10) is not None
 
 
+ALL_THREE = pytest.mark.skipif(
+    bool(absent_transports()),
+    reason=f"the README's tables compare all three transports; removed: {absent_transports()}",
+)
+
+
+@ALL_THREE
 def test_the_readme_generated_tables_are_current() -> None:
     assert readme.stale(readme.README.read_text()) == [], "run: make readme"
 
 
+@ALL_THREE
 def test_a_changed_line_count_makes_the_comparison_stale() -> None:
     text = readme.README.read_text()
     changed = re.sub(

@@ -1,5 +1,7 @@
 // The page's view of the deployment: where the endpoints are, how to authorize,
-// and the few polling-API calls the page makes outside a transport panel.
+// and the log's HTTP API calls (publish, page read) the page makes outside a
+// transport's own connection. The polling API and the SSE service both serve that
+// API (functions/eventlog/http_api.py), so the page needs either one.
 
 /** The output keys of the endpoints file (functions/eventlog/endpoints.py). */
 export const OUTPUT_KEYS = {
@@ -71,7 +73,7 @@ async function token() {
   }
 }
 
-/** Headers that authorize a fetch() to the polling API or the SSE service. */
+/** Headers that authorize a fetch() to the log's HTTP API (the polling API or the SSE service). */
 export async function authHeaders() {
   const value = await token();
   return value ? { Authorization: `Bearer ${value}` } : {};
@@ -131,6 +133,8 @@ export async function loadEndpoints(pageUrl = window.location.href) {
   const outputs = Object.assign({}, ...Object.values(stacks ?? {}));
   const found = { source, devTokenUrl: outputs[DEV_TOKEN_URL_KEY] ?? null };
   for (const [name, key] of Object.entries(OUTPUT_KEYS)) found[name] = outputs[key] ?? null;
+  // Where the log's HTTP API is: as eventlog.endpoints.Endpoints.log_api_url decides it.
+  found.logApi = found.polling ?? found.sse;
   return found;
 }
 
@@ -156,8 +160,8 @@ async function problem(response) {
 }
 
 /** Publish `data` to `channel`; resolves to the stored Event. */
-export async function publish(pollingApiUrl, channel, data) {
-  const response = await fetch(buildUrl(pollingApiUrl, `${channelPath(channel)}/events`), {
+export async function publish(logApiUrl, channel, data) {
+  const response = await fetch(buildUrl(logApiUrl, `${channelPath(channel)}/events`), {
     method: "POST",
     headers: { "Content-Type": "application/json", ...(await authHeaders()) },
     body: JSON.stringify({ data }),
@@ -167,13 +171,13 @@ export async function publish(pollingApiUrl, channel, data) {
 }
 
 /**
- * One read of the polling API. Resolves to `{status, body, text, etag}`: a 304
+ * One read of the log's HTTP API. Resolves to `{status, body, text, etag}`: a 304
  * has no body, and `text` is the body as received, for counting what it cost.
  */
-export async function readEvents(pollingApiUrl, channel, params, { etag, signal } = {}) {
+export async function readEvents(logApiUrl, channel, params, { etag, signal } = {}) {
   const headers = { ...(await authHeaders()) };
   if (etag) headers["If-None-Match"] = etag;
-  const response = await fetch(buildUrl(pollingApiUrl, `${channelPath(channel)}/events`, params), {
+  const response = await fetch(buildUrl(logApiUrl, `${channelPath(channel)}/events`, params), {
     headers,
     signal,
     // The page revalidates itself with If-None-Match; the browser's cache would
@@ -191,7 +195,7 @@ export async function readEvents(pollingApiUrl, channel, params, { etag, signal 
  * without a cursor starts at the head; if an event slipped in meanwhile, the
  * head is just before the first one returned.
  */
-export async function fetchHead(pollingApiUrl, channel) {
-  const { body } = await readEvents(pollingApiUrl, channel, { limit: 1 });
+export async function fetchHead(logApiUrl, channel) {
+  const { body } = await readEvents(logApiUrl, channel, { limit: 1 });
   return body.events.length ? body.events[0].seq - 1 : body.next;
 }

@@ -49,7 +49,8 @@ class Panel {
     this.element = element;
     this.name = element.dataset.transport;
     this.url = endpoints[this.name];
-    this.pollingUrl = endpoints.polling;
+    // Gaps are read back from the log's HTTP API: an HTTP transport serves it itself.
+    this.logApiUrl = this.name === "websocket" ? endpoints.logApi : this.url;
     this.log = element.querySelector(".events");
     this.list = this.log.querySelector("ol");
     this.stateElement = element.querySelector(".state");
@@ -115,7 +116,7 @@ class Panel {
 
   async backfillPage(channel, after) {
     this.meter.request();
-    const reply = await readEvents(this.pollingUrl, channel, { after });
+    const reply = await readEvents(this.logApiUrl, channel, { after });
     this.meter.received(reply.text);
     return reply.body;
   }
@@ -148,7 +149,7 @@ class Panel {
         this.count("duplicates", 1);
         break;
       case "gap":
-        this.notice(`Missed #${info.from}–#${info.to}: reading them from the polling API.`);
+        this.notice(`Missed #${info.from}–#${info.to}: reading them from the log.`);
         break;
       case "reset":
         this.notice(
@@ -210,11 +211,18 @@ async function main() {
     say(endpointsLine, error.message, "error");
     return;
   }
-  if (!endpoints.polling) {
-    // Publishing, the starting cursor and backfills all go through the polling API.
-    say(endpointsLine, `${endpoints.source} has no ${OUTPUT_KEYS.polling}: the page needs it.`, "error");
+  if (!endpoints.logApi) {
+    // Publishing, the starting cursor and backfills go through the log's HTTP API,
+    // which the polling API and the SSE service both serve.
+    say(
+      endpointsLine,
+      `${endpoints.source} has neither ${OUTPUT_KEYS.polling} nor ${OUTPUT_KEYS.sse}: ` +
+        "the page publishes through one of them.",
+      "error",
+    );
     return;
   }
+  // A transport is deployed when the endpoints file has its key; the others' panels go.
   const missing = Object.entries(OUTPUT_KEYS).filter(([name]) => !endpoints[name]);
   const auth = {
     fixed: "token from the page address",
@@ -224,12 +232,14 @@ async function main() {
   say(
     endpointsLine,
     `Endpoints from ${endpoints.source}` +
-      (missing.length ? `; missing: ${missing.map(([, key]) => key).join(", ")}` : "") +
+      (missing.length ? `; not deployed: ${missing.map(([name]) => name).join(", ")}` : "") +
       `; ${auth}.`,
-    missing.length ? "warning" : "ok",
+    "ok",
   );
 
-  const panels = [...document.querySelectorAll(".panel[data-transport]")].map(
+  const elements = [...document.querySelectorAll(".panel[data-transport]")];
+  for (const element of elements) element.hidden = !endpoints[element.dataset.transport];
+  const panels = elements.filter((element) => !element.hidden).map(
     (element) => new Panel(element, endpoints),
   );
 
@@ -243,7 +253,7 @@ async function main() {
     const mine = ++subscription;
     let head;
     try {
-      head = await fetchHead(endpoints.polling, channel);
+      head = await fetchHead(endpoints.logApi, channel);
     } catch (error) {
       say(status, `Cannot subscribe to ${channel}: ${error.message}`, "error");
       if (mine === subscription) subscribed = null; // let the next change retry it
@@ -267,7 +277,7 @@ async function main() {
     const channel = channelInput.value;
     const data = { text: messageInput.value, sentAt: Date.now() };
     try {
-      const event = await publish(endpoints.polling, channel, data);
+      const event = await publish(endpoints.logApi, channel, data);
       say(status, `Published #${event.seq} to ${event.channel}.`, "ok");
     } catch (error) {
       say(status, `Not published: ${error.message}`, "error");

@@ -7,7 +7,7 @@
 //
 //   seq <= cursor      a duplicate: drop it
 //   seq == cursor + 1  the next one: show it and move the cursor
-//   seq >  cursor + 1  a gap: read the missing range from the polling API first
+//   seq >  cursor + 1  a gap: read the missing range from the log's HTTP API first
 //
 // The same rules as the Python reference client, so every panel shows the same
 // rows whatever its transport did.
@@ -21,7 +21,7 @@ export class Sequencer {
    * @param {object} options
    * @param {number} options.cursor the last seq already shown (the channel head for live only)
    * @param {(after: number) => Promise<{events: object[], reset: boolean, oldest: number|null}>} options.fetchAfter
-   *   one page of events after a cursor, from the polling API
+   *   one page of events after a cursor, from the log's HTTP API
    * @param {(event: object, how: {backfilled: boolean}) => void} options.deliver
    * @param {(info: object) => void} options.note  resets, duplicates, gaps, failures
    */

@@ -39,6 +39,23 @@ MAX_LONG_POLL_SECONDS = 25
 RETRY_AFTER_SECONDS = 1
 """``Retry-After`` of a refusal that names no other delay: throttling, contention."""
 
+EVENTS_PATH = "/channels/{channel}/events"
+"""The log's HTTP API: ``POST`` publishes, ``GET ?after=N&limit=L`` reads a page. The polling
+API and the SSE service both serve it (``eventlog.http_api``), so publishing and backfill
+never need one particular transport."""
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest publish body read at all; bigger ones are refused unparsed with 413. The event
+limit (``MAX_EVENT_BYTES``) applies to the compact encoding after parsing, so this only has
+to be comfortably above any body that can pass it, whitespace and escapes included, and far
+below the HTTP API's 10 MB payload limit."""
+
+EVENTS_CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "POST")
+EVENTS_CORS_ALLOW_HEADERS: tuple[str, ...] = ("Authorization", "Content-Type", "If-None-Match")
+EVENTS_CORS_EXPOSE_HEADERS: tuple[str, ...] = ("ETag", "Retry-After", "WWW-Authenticate")
+"""What a page on another origin may send to, and read from, the log's HTTP API: the client
+needs the ETag, and ``WWW-Authenticate`` tells a missing token from an invalid one."""
+
 # --- AWS limits that shape the transports -------------------------------------------------
 
 HTTP_API_TIMEOUT_SECONDS = 30
@@ -131,6 +148,34 @@ PUBLISH_MAX_ATTEMPTS = 5
 tombstone (it took longer than ``SEQ_ABANDONED_AFTER_SECONDS``) or the head had to be rebuilt."""
 
 # --- Defaults of the tunable knobs ------------------------------------------------------------
+
+# Each transport's own knobs that the cost model (bench/cost.py) prices too: here, so that
+# the model still runs in a checkout that has removed one transport.
+
+LONG_POLL_FIRST_INTERVAL_SECONDS = 0.1
+"""First pause between two reads of a waiting request; it doubles after every empty read."""
+
+LONG_POLL_MAX_INTERVAL_SECONDS = 0.5
+"""Longest pause between two reads: the most an event waits for a waiting request to see it.
+An empty 25 s wait then costs about 50 reads, each a fraction of a cent per thousand."""
+
+SSE_MAX_STREAMS = 10_000
+"""Open streams one process accepts before answering 503. Measured by bench/sse_fanout.py
+on a 2-core development machine: ~17 KB of memory per stream (~250 MB RSS for 10,000), and
+~0.2 s of one core to hand one event to all 10,000 (uvicorn's send and one socket write
+each, ~20 us). The task size in infra/sse_service.py is chosen for it; a busier channel
+scales out on CPU."""
+
+DEFAULT_FANOUT_WORKERS = 16
+"""Concurrent ``post_to_connection`` calls per fan-out invocation.
+
+Each call is a network round trip that releases the GIL while it waits, so
+threads multiply throughput until botocore's own CPU cost per call (a few ms of
+signing and parsing) saturates the function's vCPU. ``bench/websocket_fanout.py``
+measures the curve: with 5-20 ms round trips it flattens between 8 and 16
+threads on one core, and more threads only add contention. The account-wide
+callback throttle (10,000 rps shared by all APIs) is the ceiling that
+concurrent fan-out invocations share."""
 
 DEFAULT_RETENTION_SECONDS = 24 * 60 * 60
 """How long the log keeps an event (DynamoDB TTL); a cursor older than this gets ``reset``."""

@@ -47,6 +47,12 @@ class Endpoints:
     demo_url: str | None = None
     dev_token_url: str | None = None
 
+    @property
+    def log_api_url(self) -> str | None:
+        """Where the log's HTTP API is (publish, page read): the polling API, else the SSE
+        service, which serves the same contract (``eventlog.http_api``); None without both."""
+        return self.polling_api_url or self.sse_url
+
     @classmethod
     def load(cls, path: Path | str = LOCAL_OUTPUTS_FILE) -> Endpoints:
         """Read an outputs file; an output may sit in any stack, as long as its key matches."""

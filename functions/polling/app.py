@@ -12,9 +12,9 @@ no AWS: the event log creates its DynamoDB client on the first request.
   cache, can revalidate with ``If-None-Match`` and get an empty 304.
 - ``GET /healthz``, ``GET /openapi.json`` and ``GET /docs``.
 
-The event log's calls are blocking boto3 calls: they run in the threadpool, never
-on the event loop. Bad input of any kind is a 4xx problem (``polling.problems``)
-and is checked before anything is written.
+Publish and read are ``eventlog.http_api``'s, shared with the SSE service; this
+module adds long polling, the OpenAPI schema and the request log. Bad input of any
+kind is a 4xx problem (``polling.problems``) and is checked before anything is written.
 
 Auth (``polling.auth``): publish needs a token granting ``publish`` on the channel,
 read one granting ``subscribe``; ``/healthz`` and the API's documentation are open,
@@ -25,25 +25,23 @@ request is parsed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, params
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.verifier import Verifier
-from eventlog.config import CHANNEL_PATTERN, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
-from eventlog.errors import EventTooLarge, InvalidData, InvalidLimit, Throttled, is_throttling
-from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
-from eventlog.log import EventLog, ReadResult, default_log
+from eventlog import http_api
+from eventlog.config import CHANNEL_PATTERN, EVENTS_PATH, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
+from eventlog.events import parse_cursor, validate_channel
+from eventlog.http_api import json_response, parse_limit
+from eventlog.log import EventLog, default_log
 from eventlog.structured_logs import fields
 from polling.auth import require
 from polling.config import (
@@ -52,20 +50,12 @@ from polling.config import (
     CORS_EXPOSE_HEADERS,
     CORS_MAX_AGE_SECONDS,
     DOCS_PATH,
-    EVENTS_PATH,
     HEALTH_PATH,
-    MAX_BODY_BYTES,
     OPENAPI_PATH,
     PollingSettings,
 )
 from polling.long_poll import parse_wait, wait_for_events
-from polling.problems import (
-    PROBLEM_CONTENT_TYPE,
-    UnsupportedMediaType,
-    install_problem_handlers,
-)
-
-T = TypeVar("T")
+from polling.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +97,6 @@ class Problem(BaseModel):
 # so a bad cursor is the same 400 ``invalid_cursor`` here as on every other transport.
 
 
-def parse_limit(raw: object) -> int:
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 3:
-        return validate_limit(int(raw))
-    if isinstance(raw, int):
-        return validate_limit(raw)
-    raise InvalidLimit(f"limit must be an integer from 1 to {MAX_READ_LIMIT} (got {raw!r:.40})")
-
-
 Channel = Annotated[
     str,
     BeforeValidator(validate_channel),
@@ -151,81 +133,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# --- Helpers ----------------------------------------------------------------------------------
-
-
-async def _blocking(func: Callable[..., T], *args: Any) -> T:
-    """Run a blocking event log call in the threadpool."""
-    try:
-        return await run_in_threadpool(func, *args)
-    except Exception as exc:
-        if is_throttling(exc):
-            raise Throttled("the event log is over capacity; retry shortly") from exc
-        raise
-
-
-def _is_json_media_type(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
-
-
-async def _read_body(request: Request) -> bytes:
-    """The request body, refused unread past ``MAX_BODY_BYTES``."""
-    too_large = f"the body is over {MAX_BODY_BYTES} bytes"
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise EventTooLarge(too_large)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise EventTooLarge(too_large)
-    return bytes(body)
-
-
-def parse_publish_body(body: bytes) -> Any:
-    """The ``data`` of a publish body, which must be exactly ``{"data": <any JSON value>}``."""
-    shape = 'the body must be a JSON object {"data": <any JSON value>}'
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidData(f"the body is not JSON ({exc}); {shape}") from None
-    if not isinstance(obj, dict) or "data" not in obj:
-        raise InvalidData(shape)
-    unknown = sorted(set(obj) - {"data"})
-    if unknown:
-        raise InvalidData(f"unknown member(s) {', '.join(map(repr, unknown))}; {shape}")
-    return obj["data"]
-
-
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    # If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes do not matter.
-    if not if_none_match:
-        return False
-    candidates = (tag.strip() for tag in if_none_match.split(","))
-    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in candidates)
-
-
-def _json(request: Request, payload: dict[str, Any]) -> Response:
-    """200 with a strong ETag of the exact body, or 304 when the client already has it."""
-    body = encode_json(payload).encode()
-    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=HTTPStatus.NOT_MODIFIED, headers=headers)
-    return Response(body, headers=headers, media_type="application/json")
-
-
-def _read_payload(result: ReadResult) -> dict[str, Any]:
-    return {
-        "channel": result.channel,
-        "events": [event.to_dict() for event in result.events],
-        "next": result.next,
-        "reset": result.reset,
-        "oldest": result.oldest,
-    }
+# --- The request log ---------------------------------------------------------------------
 
 
 class RequestLog:
@@ -333,16 +241,7 @@ def create_app(
     )
     async def publish(request: Request, channel: Channel) -> Response:
         """Append ``data`` to the channel; the reply is the event with its ``seq``."""
-        if not _is_json_media_type(request.headers.get("content-type")):
-            raise UnsupportedMediaType(
-                "the body must be JSON, sent as Content-Type: application/json"
-            )
-        data = parse_publish_body(await _read_body(request))
-        event = await _blocking(event_log().publish, channel, data)
-        request.state.seq = event.seq
-        return Response(
-            event.encode(), status_code=HTTPStatus.CREATED, media_type="application/json"
-        )
+        return await http_api.publish(request, log=event_log(), channel=channel)
 
     @app.get(
         EVENTS_PATH,
@@ -362,20 +261,19 @@ def create_app(
         wait: Wait = 0,
     ) -> Response:
         """The events after the cursor, oldest first, waiting up to ``wait`` s for one."""
-        log_ = event_log()
-        cursor = after if after is not None else await _blocking(log_.head, channel)
-        result = await wait_for_events(
-            read=lambda: _blocking(log_.read, channel, cursor, limit), wait=wait
+        return await http_api.read(
+            request,
+            log=event_log(),
+            channel=channel,
+            after=after,
+            limit=limit,
+            wait=lambda read_once: wait_for_events(read=read_once, wait=wait),
         )
-        request.state.seq = result.next
-        if not (result.events or result.reset):
-            request.state.outcome = "empty"
-        return _json(request, _read_payload(result))
 
     @app.get(HEALTH_PATH, responses={304: {"description": "Not Modified"}})
     async def health(request: Request) -> Response:
         """Liveness only: answers without touching the event log."""
-        return _json(request, {"status": "ok"})
+        return json_response(request, {"status": "ok"})
 
     return app
 

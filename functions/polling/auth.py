@@ -2,7 +2,8 @@
 
 ``require(verifier, scope)`` is a dependency that reads the token (``Authorization:
 Bearer``, else ``?token=``), verifies it, and checks the scope on the path's
-channel, in that order: a caller without a valid token learns nothing else, not
+channel, in that order (``eventlog.http_api.authorize``, which the SSE service's publish
+and read use too): a caller without a valid token learns nothing else, not
 even that its channel name is malformed. It runs before the endpoint parses the
 query or reads the body, so a refused request costs no body read and no write.
 
@@ -24,8 +25,8 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 
 from auth.claims import Claims, Scope
 from auth.config import TOKEN_QUERY_PARAMETER
-from auth.verifier import Verifier, token_from
-from eventlog.events import validate_channel
+from auth.verifier import Verifier
+from eventlog.http_api import authorize
 
 bearer_scheme = HTTPBearer(
     scheme_name="bearer",
@@ -49,14 +50,7 @@ def require(verifier: Verifier, scope: Scope) -> params.Depends:
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
         _query: Annotated[str | None, Security(query_scheme)],
     ) -> Claims:
-        token = token_from(
-            authorization=request.headers.get("authorization"),
-            query=request.query_params.get(TOKEN_QUERY_PARAMETER),
-        )
-        claims = verifier.verify(token)
-        channel = validate_channel(request.path_params.get("channel"))
-        claims.check(channel=channel, scope=scope, now=verifier.now())
-        return claims
+        return authorize(verifier, request, scope)
 
     dependency: params.Depends = Depends(guard)
     return dependency

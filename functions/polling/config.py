@@ -3,7 +3,8 @@
 The app serves exactly ``ROUTES`` and the HTTP API routes exactly ``ROUTES``, and
 both configure CORS from the constants below, so the infrastructure imports this
 module: it must stay free of web-framework imports. Limits shared with the other
-transports live in ``eventlog.config``.
+transports live in ``eventlog.config``, the events path and body limit among them (the SSE
+service serves the same publish and page read: ``eventlog.http_api``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from eventlog.config import (
+    EVENTS_CORS_ALLOW_HEADERS,
+    EVENTS_CORS_ALLOW_METHODS,
+    EVENTS_CORS_EXPOSE_HEADERS,
+    EVENTS_PATH,
+)
+
 # --- Routes -----------------------------------------------------------------------------------
 
-EVENTS_PATH = "/channels/{channel}/events"
 HEALTH_PATH = "/healthz"
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
@@ -27,35 +34,15 @@ ROUTES: tuple[tuple[str, str], ...] = (
 )
 """(method, path) of every route; API Gateway answers anything else with 404 itself."""
 
-# --- Long polling -----------------------------------------------------------------------------
-
-LONG_POLL_FIRST_INTERVAL_SECONDS = 0.1
-"""First pause between two reads of a waiting request; it doubles after every empty read."""
-
-LONG_POLL_MAX_INTERVAL_SECONDS = 0.5
-"""Longest pause between two reads: the most an event waits for a waiting request to see it.
-An empty 25 s wait then costs about 50 reads, each a fraction of a cent per thousand."""
-
-# --- Requests ---------------------------------------------------------------------------------
-
-MAX_BODY_BYTES = 1024 * 1024
-"""Largest publish body read at all; bigger ones are refused unparsed with 413. The event
-limit (``eventlog.config.MAX_EVENT_BYTES``) applies to the compact encoding after parsing, so
-this only has to be comfortably above any body that can pass it, whitespace and escapes
-included, and far below the HTTP API's 10 MB payload limit."""
-
-
 # --- CORS (the demo page may be served from another origin) ---------------------------------
 
 DEFAULT_CORS_ALLOW_ORIGINS: tuple[str, ...] = ("*",)
 """Any origin by default: tokens travel in the ``Authorization`` header, never in cookies,
 so a foreign page gains nothing from reading a response it could not authorize itself."""
 
-CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "POST")
-CORS_ALLOW_HEADERS: tuple[str, ...] = ("Authorization", "Content-Type", "If-None-Match")
-CORS_EXPOSE_HEADERS: tuple[str, ...] = ("ETag", "Retry-After", "WWW-Authenticate")
-"""A browser script can read only these response headers; the client needs the ETag, and
-``WWW-Authenticate`` tells a missing token from an invalid one."""
+CORS_ALLOW_METHODS = EVENTS_CORS_ALLOW_METHODS
+CORS_ALLOW_HEADERS = EVENTS_CORS_ALLOW_HEADERS
+CORS_EXPOSE_HEADERS = EVENTS_CORS_EXPOSE_HEADERS
 CORS_MAX_AGE_SECONDS = 600
 """How long a browser may cache a preflight answer."""
 

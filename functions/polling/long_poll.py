@@ -36,9 +36,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from eventlog import metrics
-from eventlog.config import MAX_LONG_POLL_SECONDS
+from eventlog.config import (
+    LONG_POLL_FIRST_INTERVAL_SECONDS,
+    LONG_POLL_MAX_INTERVAL_SECONDS,
+    MAX_LONG_POLL_SECONDS,
+)
 from eventlog.log import ReadResult
-from polling.config import LONG_POLL_FIRST_INTERVAL_SECONDS, LONG_POLL_MAX_INTERVAL_SECONDS
 from polling.problems import InvalidWait
 
 

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from eventlog import problems
-from eventlog.errors import EventLogError
+from eventlog.http_api import InvalidWait, UnsupportedMediaType
 from eventlog.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, problem_response
 
 __all__ = [
@@ -24,15 +24,6 @@ __all__ = [
     "install_problem_handlers",
     "problem_response",
 ]
-
-
-class InvalidWait(EventLogError):
-    code = "invalid_wait"
-
-
-class UnsupportedMediaType(EventLogError):
-    code = "unsupported_media_type"
-    http_status = 415
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

@@ -11,6 +11,9 @@ Importing this module touches no AWS: the event log creates its client on first 
   ``data: {"oldest": N}``; a ``:`` comment heartbeat goes out every
   ``heartbeat_seconds`` (15 s, under the load balancer's 60 s idle timeout).
 - ``GET /healthz`` -> 200 while the process takes streams, 503 once it drains.
+- ``POST /channels/{channel}/events`` and ``GET /channels/{channel}/events?after=N&limit=L``:
+  publish and a page read, the polling API's contract from the same code
+  (``eventlog.http_api``), so SSE clients publish and backfill through this service.
 
 How streams share one reader of the log, and why: ``sse_service.hub``. What one
 stream costs, and why its route bypasses FastAPI's middleware: ``sse_service.stream``.
@@ -68,6 +71,12 @@ from starlette.types import Receive, Scope, Send
 
 from auth.verifier import Verifier
 from eventlog import metrics
+from eventlog.config import (
+    EVENTS_CORS_ALLOW_HEADERS,
+    EVENTS_CORS_ALLOW_METHODS,
+    EVENTS_CORS_EXPOSE_HEADERS,
+)
+from eventlog.http_api import event_routes
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers
 from sse_service.broker import BrokerLink
@@ -159,17 +168,21 @@ def create_app(
     log: EventLog | None = None,
     settings: ServiceSettings | None = None,
     gate: StreamGate | None = None,
+    auth: Verifier | None = None,
 ) -> SseApp:
     """Build the service around an event log (default: the one configured by the environment).
 
-    ``gate`` decides who may open a stream; default: ``token_gate`` with a verifier
-    configured by the ``AUTH_*`` environment variables.
+    ``auth`` verifies the tokens of publishes and page reads; default: as the ``AUTH_*``
+    environment variables say. ``gate`` decides who may open a stream; default:
+    ``token_gate`` with that verifier.
     """
     settings = settings or ServiceSettings.from_env()
-    gate = gate or token_gate(Verifier.from_env())
+    verifier = auth or Verifier.from_env()
+    gate = gate or token_gate(verifier)
     broker = BrokerLink(settings.broker_url) if settings.broker_url else None
+    log = log or default_log()
     hub = Hub(
-        log=log or default_log(),
+        log=log,
         queue_bytes=settings.queue_bytes,
         write_slice_bytes=settings.write_slice_bytes,
         reader_interval_seconds=settings.reader_interval_seconds,
@@ -215,15 +228,18 @@ def create_app(
     install_problem_handlers(app)
     cors: dict[str, Any] = {
         "allow_origins": list(settings.cors_origins),
-        "allow_methods": ["GET"],
-        "allow_headers": ["Authorization", "Last-Event-ID", "Cache-Control"],
-        "expose_headers": ["Retry-After"],
+        "allow_methods": list(EVENTS_CORS_ALLOW_METHODS),
+        "allow_headers": [*EVENTS_CORS_ALLOW_HEADERS, "Last-Event-ID", "Cache-Control"],
+        "expose_headers": list(EVENTS_CORS_EXPOSE_HEADERS),
         "max_age": 600,
     }
     app.add_middleware(CORSMiddleware, **cors)
     app.stream_route = StreamRoute(
         hub=hub, settings=settings, gate=gate, cors=CORSMiddleware(app, **cors)
     )
+    # The log's publish and page read, as the polling API serves them: SSE clients publish
+    # and fill gaps here, with or without the polling transport (eventlog.http_api).
+    app.router.routes.extend(event_routes(log=lambda: log, verifier=verifier))
 
     @app.api_route(STREAM_PATH, methods=["GET", "HEAD"], include_in_schema=False)
     async def stream_elsewhere(channel: str) -> Response:

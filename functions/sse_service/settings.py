@@ -17,19 +17,13 @@ from eventlog.config import (
     SSE_DRAIN_SECONDS,
     SSE_HEARTBEAT_SECONDS,
     SSE_MAX_STREAM_SECONDS,
+    SSE_MAX_STREAMS,
     SSE_READER_INTERVAL_SECONDS,
     SSE_RETRY_MILLISECONDS,
     env_float,
     env_int,
     env_str,
 )
-
-SSE_MAX_STREAMS = 10_000
-"""Open streams one process accepts before answering 503. Measured by bench/sse_fanout.py
-on a 2-core development machine: ~17 KB of memory per stream (~250 MB RSS for 10,000), and
-~0.2 s of one core to hand one event to all 10,000 (uvicorn's send and one socket write
-each, ~20 us). The task size in infra/sse_service.py is chosen for it; a busier channel
-scales out on CPU."""
 
 SSE_QUEUE_BYTES = 4 * 1024 * 1024
 """Bytes of events one subscriber may hold, queued plus being written, before it counts as too

@@ -1,7 +1,8 @@
 """The WebSocket transport's own knobs: environment variable names and fan-out tuning.
 
 Limits shared with other transports (frame sizes, the 2 h connection lifetime)
-live in ``eventlog.config``; this module only holds what nothing else reads.
+live in ``eventlog.config``, and so does the fan-out's worker count, which the cost model
+prices; this module only holds what nothing else reads.
 The infrastructure imports the variable names from here, so the names the
 functions read and the names the stack sets cannot drift apart.
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 import os
 
 from auth.config import TOKEN_QUERY_PARAMETER
+
+# Re-exported: the fan-out and its infrastructure read it here, beside the other fan-out knobs.
+from eventlog.config import DEFAULT_FANOUT_WORKERS as DEFAULT_FANOUT_WORKERS
 
 # --- Environment variables (set by infra/websocket_api.py and by the local stack) ----------
 
@@ -33,17 +37,6 @@ IDENTITY_SOURCE = f"route.request.querystring.{TOKEN_QUERY_PARAMETER}"
 without it (401) before invoking the authorizer; the local gateway does the same."""
 
 # --- Fan-out tuning ---------------------------------------------------------------------------
-
-DEFAULT_FANOUT_WORKERS = 16
-"""Concurrent ``post_to_connection`` calls per fan-out invocation.
-
-Each call is a network round trip that releases the GIL while it waits, so
-threads multiply throughput until botocore's own CPU cost per call (a few ms of
-signing and parsing) saturates the function's vCPU. ``bench/websocket_fanout.py``
-measures the curve: with 5-20 ms round trips it flattens between 8 and 16
-threads on one core, and more threads only add contention. The account-wide
-callback throttle (10,000 rps shared by all APIs) is the ceiling that
-concurrent fan-out invocations share."""
 
 POST_CONNECT_TIMEOUT_SECONDS = 2
 POST_READ_TIMEOUT_SECONDS = 5

@@ -3,7 +3,7 @@
 No Docker engine here, so the image is not built; what it installs is the ``sse``
 dependency group that the tests' environment also has (checked below, version by
 version), and the tests run the same app with the same server (uvicorn, uvloop,
-httptools; ``python -m sse_service`` in tests/test_sse_shutdown.py).
+httptools; ``python -m sse_service`` in tests/sse/test_sse_shutdown.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from sse_service.healthcheck import COMMAND as HEALTH_COMMAND
 from sse_service.settings import SSE_PORT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = ROOT / "functions"  # the build context
 DOCKERFILE = CONTEXT / "sse_service" / "Dockerfile"
 REQUIREMENTS = CONTEXT / "sse_service" / "requirements.txt"

@@ -621,7 +621,8 @@ def test_a_connection_error_is_retried_then_reported_as_transient() -> None:
 
 
 def test_fanout_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from websocket_api.config import DEFAULT_FANOUT_WORKERS, fanout_workers
+    from eventlog.config import DEFAULT_FANOUT_WORKERS
+    from websocket_api.config import fanout_workers
 
     monkeypatch.delenv("FANOUT_WORKERS", raising=False)
     assert fanout_workers() == DEFAULT_FANOUT_WORKERS

@@ -1,6 +1,6 @@
 """The WebSocket client's hardest cases against the real gateway, handlers and fan-out.
 
-``tests/test_client_websocket.py`` drives the client against a few-line fake of the
+``tests/websocket/test_client_websocket.py`` drives the client against a few-line fake of the
 server, which can misbehave at will. Here the same cases run against what the local
 stack runs: the local API Gateway (``local.websocket_gateway``), the real route
 handlers and the real fan-out code posting through the gateway's @connections API, on
@@ -24,9 +24,7 @@ from eventlog.endpoints import Endpoints
 from eventlog.events import Event, encode_json
 from eventlog.log import EventLog
 from local.websocket_gateway import LocalWebSocketApi
-from polling.app import create_app as create_polling_app
-from tests.auth_support import auth_off
-from tests.client_support import deliver_in_disorder, eventually, live, seqs, take
+from tests.client_support import deliver_in_disorder, eventually, live, log_api_app, seqs, take
 from websocket_api import frames, management, routes
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import Connections
@@ -106,8 +104,8 @@ def services(
 
 
 @pytest.fixture
-def polling_url(event_log: EventLog) -> Iterator[str]:
-    with live(create_polling_app(log=event_log, auth=auth_off())) as server:
+def log_api_url(event_log: EventLog) -> Iterator[str]:
+    with live(log_api_app(event_log)) as server:
         yield server.url("")
 
 
@@ -139,8 +137,8 @@ async def stack(
 
 
 @pytest.fixture
-def endpoints(stack: Stack, polling_url: str) -> Endpoints:
-    return Endpoints(websocket_url=stack.gateway.url, polling_api_url=polling_url)
+def endpoints(stack: Stack, log_api_url: str) -> Endpoints:
+    return Endpoints(websocket_url=stack.gateway.url, polling_api_url=log_api_url)
 
 
 async def test_repeated_and_reordered_deliveries_come_out_once_in_order(
@@ -159,7 +157,7 @@ async def test_repeated_and_reordered_deliveries_come_out_once_in_order(
         print(subscription.stats.as_dict())
 
 
-async def test_a_lost_delivery_is_backfilled_over_the_polling_api(
+async def test_a_lost_delivery_is_backfilled_over_the_log_api(
     endpoints: Endpoints, stack: Stack, event_log: EventLog
 ) -> None:
     async with open_transport("websocket", endpoints, options=OPTIONS) as transport:

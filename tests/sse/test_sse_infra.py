@@ -18,7 +18,7 @@ from eventlog.config import (
     SSE_MAX_STREAM_SECONDS,
 )
 from infra.auth import AuthStack
-from infra.events_table import LOG_FILL_CONDITION, EventLogStack
+from infra.events_table import LOG_APPEND, LOG_READ, EventLogStack
 from infra.sse_service import (
     CLOUDFRONT_ORIGIN_FACING,
     DEFAULT_TASKS,
@@ -125,7 +125,7 @@ def test_it_scales_on_cpu_and_on_open_streams(template: Template) -> None:
     assert streams["TargetValue"] == STREAMS_TARGET  # fmt: skip
 
 
-def test_the_task_role_can_only_read_the_events_table_and_the_signing_secret(
+def test_the_task_role_can_only_use_the_events_table_and_the_signing_secret(
     template: Template,
 ) -> None:
     roles = template.find_resources(
@@ -142,11 +142,10 @@ def test_the_task_role_can_only_read_the_events_table_and_the_signing_secret(
         if {"Ref": task_role_id} in p["Properties"]["Roles"]
     ]
     (policy,) = policies
-    (statement, fill, secret) = policy["PolicyDocument"]["Statement"]
+    (statement, secret) = policy["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == ["dynamodb:GetItem", "dynamodb:Query"]
-    # A reader may fill an abandoned seq with a tombstone, and write nothing else.
-    assert (fill["Action"], fill["Condition"]) == ("dynamodb:PutItem", LOG_FILL_CONDITION)
+    # Read and publish: the service serves the log's publish and page read too.
+    assert sorted(statement["Action"]) == sorted((*LOG_READ, *LOG_APPEND))
     resources = statement["Resource"]
     assert all("ImportValue" in str(resource) for resource in resources)  # the events table
     assert secret["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
@@ -211,9 +210,11 @@ def test_streams_end_by_themselves_before_the_deregistration_delay_runs_out() ->
 def test_the_stream_route_is_served_at_the_edge_uncached_and_uncompressed(
     stack: SseStack,
 ) -> None:
-    (route,) = stack.edge_routes
-    assert route.path_pattern == "/channels/*/stream"
-    assert route.behavior.compress is False
+    stream, events = stack.edge_routes
+    assert (stream.path_pattern, stream.fallback) == ("/channels/*/stream", False)
+    # The log's publish and read: at the edge only where no polling API serves them.
+    assert (events.path_pattern, events.fallback) == ("/channels/*/events", True)
+    assert stream.behavior.compress is events.behavior.compress is False
     assert [offer.output_key for offer in stack.edge_endpoints] == [endpoints.SSE_URL]
 
 

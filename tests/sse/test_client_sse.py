@@ -1,8 +1,8 @@
-"""The reference client's SSE transport against the real SSE service and polling app.
+"""The reference client's SSE transport against the real SSE service, and nothing else.
 
-Both apps run under uvicorn on 127.0.0.1 in threads of the test process, on one
-event log in the in-process moto; the client publishes through the polling app
-(SSE is one-way) and reads through the SSE service.
+The service runs under uvicorn on 127.0.0.1 in a thread of the test process, on the
+event log in the in-process moto; the client reads its streams, and publishes and
+fills gaps through the same service's log API (no polling API is running).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from eventlog.endpoints import Endpoints
 from eventlog.errors import EventLogError
 from eventlog.log import EventLog
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
-from polling.app import create_app as create_polling_app
 from sse_service.app import StreamGate, StreamGrant, open_gate, token_gate
 from sse_service.app import create_app as create_sse_app
 from sse_service.settings import ServiceSettings
@@ -67,7 +66,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def serve(event_log: EventLog) -> Iterator[Serve]:
-    """Start the polling app and the SSE service (FAST settings plus overrides)."""
+    """Start the SSE service (FAST settings plus overrides)."""
     started: list[Any] = []
     servers: list[LiveServer] = []
 
@@ -84,15 +83,12 @@ def serve(event_log: EventLog) -> Iterator[Serve]:
             )
             return await (gate or open_gate)(request, channel)
 
-        for app in (
-            create_polling_app(log=event_log),
-            create_sse_app(log=event_log, settings=settings, gate=recording_gate),
-        ):
-            context = live(app)
-            servers.append(context.__enter__())
-            started.append(context)
-        polling, sse = servers[-2:]
-        endpoints = Endpoints(polling_api_url=polling.url(""), sse_url=sse.url(""))
+        # The SSE service alone: its clients publish and backfill through it too.
+        context = live(create_sse_app(log=event_log, settings=settings, gate=recording_gate))
+        servers.append(context.__enter__())
+        started.append(context)
+        sse = servers[-1]
+        endpoints = Endpoints(sse_url=sse.url(""))
         return Stack(endpoints=endpoints, sse=sse, streams=streams)
 
     yield start
@@ -106,7 +102,9 @@ async def test_backlog_then_live_events_in_order(serve: Serve, event_log: EventL
     async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news", after=1)
         assert await take(subscription, 2) == before[1:]
-        published = [await transport.publish("news", n) for n in range(3, 6)]  # over polling
+        published = [
+            await transport.publish("news", n) for n in range(3, 6)
+        ]  # through the SSE service
         assert await take(subscription, 3) == published
         assert subscription.cursor == 6
         assert subscription.stats.connections == 1
@@ -227,14 +225,6 @@ async def test_heartbeats_are_counted(serve: Serve) -> None:
     async with open_transport("sse", endpoints, token=ALL_ACCESS, options=OPTIONS) as transport:
         subscription = await transport.subscribe("news")
         await eventually(lambda: subscription.stats.heartbeats >= 2, what="two heartbeats")
-
-
-async def test_publishing_needs_the_polling_api(serve: Serve) -> None:
-    endpoints = serve().endpoints
-    sse_only = Endpoints(sse_url=endpoints.sse_url)
-    async with open_transport("sse", sse_only, token=ALL_ACCESS, options=OPTIONS) as transport:
-        with pytest.raises(ValueError, match="PollingApiUrl"):
-            await transport.publish("news", 1)
 
 
 # --- tokens that expire -------------------------------------------------------------------------

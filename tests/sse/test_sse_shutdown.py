@@ -27,7 +27,7 @@ from eventlog.config import Settings
 from tests.auth_support import token
 from tests.sse_support import SseClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DRAIN_SECONDS = 1.0
 
 

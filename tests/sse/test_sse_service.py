@@ -38,7 +38,7 @@ def serve(log: EventLog) -> Iterator[Serve]:
 
     def start(*, event_log: EventLog | None = None, port: int = 0, **overrides: Any) -> LiveServer:
         settings = ServiceSettings(**{**FAST, **overrides})
-        # No auth: these tests are about streams; tests/test_sse_auth.py is about tokens.
+        # No auth: these tests are about streams; tests/sse/test_sse_auth.py is about tokens.
         app = create_app(log=event_log or log, settings=settings, gate=open_gate)
         server = LiveServer(app, port=port)
         servers.append(server.__enter__())

@@ -15,10 +15,16 @@ import pytest
 from fastapi import Depends, FastAPI, HTTPException
 from starlette.routing import Route
 
-from eventlog.config import MAX_EVENT_BYTES, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT, Settings
+from eventlog.config import (
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_LONG_POLL_SECONDS,
+    MAX_READ_LIMIT,
+    Settings,
+)
 from eventlog.log import EventLog, ReadResult
 from polling.app import create_app
-from polling.config import CORS_ALLOW_HEADERS, MAX_BODY_BYTES, ROUTES, PollingSettings
+from polling.config import CORS_ALLOW_HEADERS, ROUTES, PollingSettings
 from polling.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from tests.auth_support import ALL_ACCESS, bearer
 

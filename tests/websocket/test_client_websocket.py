@@ -4,9 +4,10 @@ The server below plays API Gateway and the route handlers in a few lines, on the
 real event log (in-process moto), and can misbehave the way a real deployment can:
 fan-out frames repeated, reordered or lost, replies in another order than the
 requests, a connection closed under the client, pongs that never come. Gaps are
-filled over the real polling app, served by uvicorn on 127.0.0.1 on the same log.
+filled over the log's HTTP API (the code the polling API and the SSE service serve it
+with), by uvicorn on 127.0.0.1 on the same log.
 The same hardest cases against the real gateway, handlers and fan-out:
-``tests/test_client_websocket_gateway.py``.
+``tests/websocket/test_client_websocket_gateway.py``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from eventlog.endpoints import Endpoints
 from eventlog.errors import EventLogError
 from eventlog.events import Event, encode_json
 from eventlog.log import EventLog
-from polling.app import create_app as create_polling_app
-from tests.auth_support import auth_off
 from tests.client_support import (
     RETENTION_SECONDS,
     Clock,
     deliver_in_disorder,
     eventually,
     live,
+    log_api_app,
     seqs,
     take,
 )
@@ -162,9 +162,9 @@ def error(code: str, message: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def polling_url(event_log: EventLog) -> Iterator[str]:
+def log_api_url(event_log: EventLog) -> Iterator[str]:
     # The fake gateway checks no token, and neither does this app: auth has its own tests.
-    with live(create_polling_app(log=event_log, auth=auth_off())) as server:
+    with live(log_api_app(event_log)) as server:
         yield server.url("")
 
 
@@ -174,7 +174,7 @@ def gateway(event_log: EventLog) -> FakeGateway:
 
 
 @pytest.fixture
-async def endpoints(gateway: FakeGateway, polling_url: str) -> AsyncIterator[Endpoints]:
+async def endpoints(gateway: FakeGateway, log_api_url: str) -> AsyncIterator[Endpoints]:
     server: Server
     async with serve(
         gateway.handler,
@@ -185,7 +185,7 @@ async def endpoints(gateway: FakeGateway, polling_url: str) -> AsyncIterator[End
         ping_interval=None,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        yield Endpoints(websocket_url=f"ws://127.0.0.1:{port}", polling_api_url=polling_url)
+        yield Endpoints(websocket_url=f"ws://127.0.0.1:{port}", polling_api_url=log_api_url)
 
 
 def sent(gateway: FakeGateway, action: str) -> list[dict[str, Any]]:
@@ -235,7 +235,7 @@ async def test_repeated_and_reordered_frames_come_out_once_in_order(
         await eventually(lambda: subscription.stats.duplicates == 3, what="three duplicates")
 
 
-async def test_a_lost_frame_is_backfilled_over_the_polling_api(
+async def test_a_lost_frame_is_backfilled_over_the_log_api(
     endpoints: Endpoints, gateway: FakeGateway, event_log: EventLog
 ) -> None:
     gateway.fanout = False

@@ -27,6 +27,7 @@ from eventlog.endpoints import (
     POLLING_API_URL,
     POLLING_STACK,
     SSE_STACK,
+    SSE_URL,
 )
 from eventlog.log import EventLog
 from local.dev_auth import DEV_TOKEN_PATH, dev_token_route
@@ -34,7 +35,7 @@ from polling.app import create_app
 from tests.auth_support import TEST_SECRET, token, verifier
 from tests.client_support import RETENTION_SECONDS, Clock, live
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -55,7 +56,8 @@ def outputs_file(tmp_path: Path, outputs: dict[str, dict[str, str]]) -> str:
 def test_publish_arguments() -> None:
     args = build_parser().parse_args(["publish", "news", '{"n": 1}'])
     assert (args.command, args.channel, args.data) == ("publish", "news", {"n": 1})
-    assert (args.transport, args.endpoints, args.token) == ("polling", LOCAL_OUTPUTS_FILE, None)
+    # No --transport: the first one the endpoints file offers (client.cli.chosen_transport).
+    assert (args.transport, args.endpoints, args.token) == (None, LOCAL_OUTPUTS_FILE, None)
 
 
 def test_subscribe_arguments_and_defaults() -> None:
@@ -121,7 +123,25 @@ def test_an_endpoints_file_without_the_transport_exits_2(tmp_path: Path) -> None
     path = outputs_file(tmp_path, {POLLING_STACK: {POLLING_API_URL: "http://127.0.0.1:9"}})
     status, _, err = run("subscribe", "news", "--transport", "sse", "--endpoints", path)
     assert status == EXIT_USAGE
-    assert "no SseUrl" in err
+    assert "no SseUrl: sse is not deployed there (transports offered: polling)" in err
+
+
+def test_without_transport_the_first_one_offered_is_used(tmp_path: Path) -> None:
+    # The SSE service's address, closed: the CLI tried SSE, the only transport offered.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = outputs_file(tmp_path, {SSE_STACK: {SSE_URL: f"http://127.0.0.1:{port}"}})
+    status, _, err = run("publish", "news", "1", "--endpoints", path)
+    assert status == EXIT_FAILED
+    assert f"127.0.0.1:{port}" in err
+
+
+def test_an_endpoints_file_with_no_transport_exits_2(tmp_path: Path) -> None:
+    path = outputs_file(tmp_path, {EDGE_STACK: {}})
+    status, _, err = run("publish", "news", "1", "--endpoints", path)
+    assert status == EXIT_USAGE
+    assert "the endpoints offer no transport" in err
 
 
 def test_an_unreachable_service_exits_1(tmp_path: Path) -> None:

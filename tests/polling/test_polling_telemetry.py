@@ -1,0 +1,72 @@
+"""What the polling API logs and emits: one line per request, long-poll metrics, never a
+token or an event's body (the event log's own: ``tests/test_delivery_telemetry.py``)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from eventlog import EventLog, metrics
+from eventlog.log import ReadResult
+from polling.app import create_app
+from polling.long_poll import wait_for_events
+from tests.auth_support import ALL_ACCESS, bearer, token
+from tests.metrics_support import Emitted
+from tests.test_delivery_telemetry import BODY_MARKER, extras
+
+# --- Polling -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_polling_request_logs_its_route_channel_seq_and_outcome(
+    log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="polling.app")
+    secret = token()
+    transport = httpx.ASGITransport(app=create_app(log=log))
+    async with httpx.AsyncClient(transport=transport, base_url="http://polling.test") as client:
+        published = await client.post(
+            "/channels/news/events", params={"token": secret}, json={"data": BODY_MARKER}
+        )
+        assert published.status_code == 201
+        read = await client.get(
+            "/channels/news/events", params={"after": 1}, headers=bearer(ALL_ACCESS)
+        )
+        assert read.json()["events"] == []
+        refused = await client.get("/channels/news/events", params={"token": "nope"})
+        assert refused.status_code == 401
+    lines = extras(caplog, "polling.app")
+    assert [(line["outcome"], line["channel"], line.get("seq")) for line in lines] == [
+        ("ok", "news", 1),
+        ("empty", "news", 1),
+        ("http_401", "news", None),
+    ]
+    assert {line["transport"] for line in lines} == {"polling"}
+    assert next(r.getMessage() for r in caplog.records if r.name == "polling.app") == (
+        "POST /channels/{channel}/events 201"
+    )
+    assert secret not in caplog.text
+    assert BODY_MARKER not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_long_poll_emits_its_wait_and_whether_it_came_back_empty(emitted: Emitted) -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    async def nothing() -> ReadResult:
+        return ReadResult(channel="news", events=[], next=0)
+
+    await wait_for_events(read=nothing, wait=2, clock=lambda: now[0], sleep=sleep)
+    await wait_for_events(read=nothing, wait=0, clock=lambda: now[0], sleep=sleep)  # no wait
+    assert emitted.values(metrics.LONG_POLL_WAIT, service=metrics.POLLING) == [2000.0]
+    assert emitted.values(metrics.LONG_POLL_EMPTY, service=metrics.POLLING) == [1]
