@@ -463,12 +463,25 @@ async def _start_websocket(
     return str(gateway.url)
 
 
+def _not_a_cancelled_request(record: logging.LogRecord) -> bool:
+    # uvicorn logs a request task cancelled at shutdown as "Exception in ASGI application";
+    # at a stop it is the expected end of a request still in flight, not an application error.
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 async def _stop_server(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Stop one server: no new requests, then the ones in flight, then the app."""
     server.should_exit = True
-    # Open SSE streams would hold a graceful shutdown forever; give them a moment.
+    # Not waiting for requests in flight: a long poll would hold the stop for its whole wait.
     server.force_exit = True
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(task, timeout=5)
+    await asyncio.wait({task}, timeout=5)
+    # The requests still running are cut off now, as a stopped function's are, rather than
+    # by the loop's close, after their application has shut down under them.
+    logging.getLogger("uvicorn.error").addFilter(_not_a_cancelled_request)
+    leftovers = [request for request in server.server_state.tasks if not request.done()]
+    for request in leftovers:
+        request.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
     # A forced exit skips the application's shutdown, which would leave its lifespan task
     # waiting, to be cancelled (and logged with a traceback) when the loop closes.
     lifespan = getattr(server, "lifespan", None)

@@ -85,3 +85,4 @@ def test_the_local_stack_runs_the_other_two(
     output = stack.log_file.read_text(errors="replace")
     assert "not here" in output  # the banner says what this checkout lacks
     assert "stopping..." in output
+    assert "Traceback" not in output, output  # it stops as quietly as the whole stack

@@ -155,7 +155,12 @@ class BrokerLink:
             await _quietly(client.aclose())
 
     async def _reconcile(self, pubsub: Any) -> None:
+        this = asyncio.current_task()
         while True:
+            # redis-py can swallow a cancellation that lands in (UN)SUBSCRIBE's write; the
+            # task still counts it, and must not wait again for work that will never come.
+            if this is not None and this.cancelling():
+                raise asyncio.CancelledError
             await self._dirty.wait()
             self._dirty.clear()
             wanted = set(self._watchers)

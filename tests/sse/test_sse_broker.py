@@ -360,3 +360,76 @@ async def _token(url: str | None) -> str:
         reply.raise_for_status()
         token: str = reply.json()["token"]
         return token
+
+
+class _SwallowingPubSub:
+    """A pubsub whose UNSUBSCRIBE swallows a cancellation, as redis-py's write can."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.unsubscribing = asyncio.Event()
+
+    async def subscribe(self, *names: str) -> None:
+        for name in names:
+            self.messages.put_nowait({"type": "subscribe", "channel": name})
+
+    async def unsubscribe(self, *_names: str) -> None:
+        self.unsubscribing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+    async def get_message(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109 (redis-py's signature)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                return await self.messages.get()
+        return None
+
+    async def ping(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Client:
+    def __init__(self, pubsub: _SwallowingPubSub) -> None:
+        self._pubsub = pubsub
+
+    def pubsub(self, **_options: Any) -> _SwallowingPubSub:
+        return self._pubsub
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.live = asyncio.Event()
+
+    def subscribed(self) -> None:
+        self.live.set()
+
+    def unsubscribed(self) -> None:
+        self.live.clear()
+
+    def pushed(self, payload: bytes) -> None:
+        pass
+
+
+@pytest.mark.anyio
+async def test_the_link_closes_even_when_a_cancelled_unsubscribe_swallows_the_cancel() -> None:
+    from sse_service.broker import BrokerLink
+
+    pubsub = _SwallowingPubSub()
+    link = BrokerLink("redis://unused", client_factory=lambda _url: _Client(pubsub))
+    link.start()
+    watcher = _Watcher()
+    link.watch("news", watcher)
+    with anyio.fail_after(5):
+        await watcher.live.wait()
+    link.unwatch("news", watcher)  # the reconciler unsubscribes, and is stuck in it
+    with anyio.fail_after(5):
+        await pubsub.unsubscribing.wait()
+    with anyio.fail_after(5):  # the service's shutdown: it must not wait forever
+        await link.aclose()
+    assert not link.connected
