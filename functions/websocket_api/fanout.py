@@ -66,12 +66,13 @@ so a mapping without the filter is only slower.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from eventlog import metrics, schema, stream, structured_logs
 from eventlog.events import Event
@@ -87,6 +88,8 @@ from websocket_api.connections import Connections
 from websocket_api.management import PostFailed
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -155,6 +158,7 @@ class Fanout:
         self.max_attempts = max_attempts
         self._sleep = sleep
         self._clock = clock
+        self.workers = workers
         # Kept across invocations of a warm function: threads are cheap to keep, slow to start.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout")
 
@@ -213,7 +217,7 @@ class Fanout:
             delivery.expired += [r.connection_id for r in page if r.expired(now)]
             for connection_id, outcome in zip(
                 live,
-                self._executor.map(lambda cid: self._post(cid, frame, deadline, delivery), live),
+                self._each(live, lambda cid: self._post(cid, frame, deadline, delivery)),
                 strict=True,
             ):
                 if outcome is True:
@@ -258,6 +262,30 @@ class Fanout:
             failed.delivery = delivery
             raise failed
         return delivery
+
+    def _each(self, items: Sequence[str], call: Callable[[str], T]) -> list[T]:
+        """``[call(item) for item in items]``, on the pool's threads, in order.
+
+        Each thread takes the next item as soon as it is done with one, rather than one
+        future per item as ``Executor.map`` makes: per post, a future's bookkeeping cost
+        a third as much CPU as the post itself.
+        """
+        results: list[T | None] = [None] * len(items)
+        positions = iter(range(len(items)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    index = next(positions, None)
+                if index is None:
+                    return
+                results[index] = call(items[index])
+
+        threads = [self._executor.submit(work) for _ in range(min(self.workers, len(items)))]
+        for thread in threads:
+            thread.result()  # re-raises what a call raised, as Executor.map would
+        return cast(list[T], results)
 
     def _post(
         self, connection_id: str, frame: str, deadline: Deadline, delivery: Delivery
