@@ -280,6 +280,10 @@ class LocalStreamMapping:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        # A poll every interval, counted from the start of the last one (as "four times a
+        # second" on AWS), not an interval of sleep after each GetRecords: that would add
+        # the call's own time to every wait. A shard that had records is read again at once.
+        next_poll = time.monotonic()
         while not self._stop.is_set():
             try:
                 busy = self.poll()
@@ -289,9 +293,12 @@ class LocalStreamMapping:
                 # Nothing may end this thread: without it, all local fan-out stops silently.
                 logger.exception("the stream mapping failed a poll; polling again")
                 self._stop.wait(min(1.0, 20 * self._poll_interval))
+                next_poll = time.monotonic()
                 continue
-            if not busy:
-                self._stop.wait(self._poll_interval)
+            now = time.monotonic()
+            next_poll = now if busy else max(now, next_poll + self._poll_interval)
+            if next_poll > now:
+                self._stop.wait(next_poll - now)
 
     def poll(self) -> bool:
         """Read each shard once and deliver its matching records; whether any were delivered."""

@@ -270,6 +270,10 @@ class Fanout:
         future per item as ``Executor.map`` makes: per post, a future's bookkeeping cost
         a third as much CPU as the post itself.
         """
+        if len(items) == 1:
+            # One receiver (a direct channel, a quiet one): no hand-off to another thread,
+            # which in a busy process can wait up to the GIL's switch interval for its turn.
+            return [call(items[0])]
         results: list[T | None] = [None] * len(items)
         positions = iter(range(len(items)))
         lock = threading.Lock()
