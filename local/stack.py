@@ -100,6 +100,9 @@ class LocalConfig:
     events_table: str = "events"
     connections_table: str = "connections"
     stream_poll_interval: float = 0.05
+    """Between two polls of the events table's stream by each local event source mapping.
+    Five times as often as Lambda polls a shard (``local.stream_mapping``), so local
+    WebSocket and SSE latencies leave out about 100 ms of the deployed stream hop."""
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE

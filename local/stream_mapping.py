@@ -1,7 +1,8 @@
 """A local DynamoDB Streams event source mapping: what Lambda does between a stream and a function.
 
-On AWS, Lambda polls each shard of the events table's stream (about four times a
-second), drops records that do not match the mapping's filter, and invokes the
+On AWS, Lambda polls each shard of the events table's stream (at a base rate of four
+times a second, https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html, "Polling and
+batching streams"), drops records that do not match the mapping's filter, and invokes the
 function with batches in the shape below. The local stack does the same against
 the moto server's stream and calls the real fan-out handler in-process, with the
 failure semantics of the deployed mapping (``infra/websocket_api.py``):
