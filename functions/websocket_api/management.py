@@ -56,18 +56,14 @@ are counted in one place.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import random
-import select
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from websocket_api.config import (
@@ -79,6 +75,10 @@ from websocket_api.config import (
     POST_MAX_ATTEMPTS,
     POST_READ_TIMEOUT_SECONDS,
 )
+
+if TYPE_CHECKING:
+    import http.client
+    import ssl
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +260,9 @@ class ConnectionsClient:
             raise _client_error(response.status, headers, data, operation)
 
     def _checkout(self) -> http.client.HTTPConnection:
+        import http.client  # here and not at the top: the handlers' cold start never pays for it
+        import socket
+
         with self._lock:
             while self._idle:
                 idle = self._idle.pop()
@@ -296,6 +299,8 @@ class ConnectionsClient:
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:
     """Whether the server closed an idle connection (readable while idle means EOF or junk)."""
+    import select
+
     sock = connection.sock
     if sock is None:
         return True
@@ -310,6 +315,8 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
 
 
 def _tls_context() -> ssl.SSLContext:
+    import ssl
+
     from botocore.httpsession import get_cert_path
 
     # The CA bundle botocore verifies API Gateway's certificate with.
