@@ -161,11 +161,12 @@ class _Subscribers:
         self.ids = ids
         self.forgotten: list[str] = []
 
-    def receivers(self, channel: str) -> Iterator[list[Any]]:
+    def receivers(self, channel: str, *, page_size: int | None = None) -> Iterator[list[Any]]:
         from websocket_api.connections import Receiver
 
         receivers = [Receiver(connection_id) for connection_id in self.ids]
-        yield from (receivers[i : i + 1000] for i in range(0, len(receivers), 1000))
+        size = page_size or 1000
+        yield from (receivers[i : i + size] for i in range(0, len(receivers), size))
 
     def forget(self, connection_id: str) -> int:
         self.forgotten.append(connection_id)

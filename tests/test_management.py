@@ -274,7 +274,7 @@ def test_gone_is_false_and_the_fanout_forgets_the_connection(api: Api) -> None:
         def __init__(self) -> None:
             self.forgotten: list[str] = []
 
-        def receivers(self, channel: str) -> Iterator[list[Receiver]]:
+        def receivers(self, channel: str, **_: Any) -> Iterator[list[Receiver]]:
             yield [Receiver(ALICE), Receiver(NOBODY), Receiver(BOB)]
 
         def forget(self, connection_id: str) -> int:

@@ -640,3 +640,38 @@ def test_the_sdk_clients_retries_are_off(aws: None) -> None:
     # botocore's retries stay off, so POST_MAX_ATTEMPTS counts every post that is made.
     config = management.sdk_client(ENDPOINT).meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+# --- reading the subscribers a page at a time -----------------------------------------------
+
+
+def test_subscribers_come_a_page_at_a_time_and_the_next_is_read_ahead(
+    connections: Connections,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"page{n}=" for n in range(5)]
+    for connection_id in ids:
+        connect(connections, connection_id, "news")
+    pages = list(connections.receivers("news", page_size=2))
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(r.connection_id for page in pages for r in page) == ids
+
+    reads: list[str] = []
+    read_b = threading.Event()
+
+    def counted() -> Iterator[list[str]]:
+        for page in (["a"], ["b"], ["c"]):
+            reads.append(page[0])
+            if page == ["b"]:
+                read_b.set()
+            yield page
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = fanout._read_ahead(counted(), reader)
+        assert next(ahead) == ["a"]
+        # "b" is read while the caller still works on "a", before it asks for "b".
+        assert read_b.wait(timeout=15)
+        assert next(ahead) == ["b"]
+        ahead.close()  # the caller stops early (its deadline): nothing is left running
+    assert reads[:2] == ["a", "b"]

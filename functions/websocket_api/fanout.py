@@ -8,7 +8,8 @@ API Gateway has no broadcast, so N receivers are N calls. They run
 concurrently on a bounded thread pool (``FANOUT_WORKERS``): each call mostly
 waits on the network, and a sequential loop over 1,000 receivers would take
 1,000 round trips. The bound keeps one invocation from taking the whole
-account's callback throttle, which all APIs share.
+account's callback throttle, which all APIs share. The subscribers are read a
+page at a time (``FANOUT_PAGE_SIZE``), the next page while this one is posted.
 
 Failure handling, by name:
 
@@ -68,7 +69,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +81,7 @@ from eventlog.structured_logs import fields
 from websocket_api import frames, management
 from websocket_api.config import (
     FANOUT_DEADLINE_MARGIN_SECONDS,
+    FANOUT_PAGE_SIZE,
     POST_MAX_ATTEMPTS,
     connections_table_name,
     fanout_workers,
@@ -161,6 +163,7 @@ class Fanout:
         self.workers = workers
         # Kept across invocations of a warm function: threads are cheap to keep, slow to start.
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-query")
 
     def handle(
         self,
@@ -212,7 +215,8 @@ class Fanout:
         deadline = deadline or Deadline()
         delivery = Delivery()
         now = self._clock()
-        for page in self.connections.receivers(channel):
+        pages = self.connections.receivers(channel, page_size=FANOUT_PAGE_SIZE)
+        for page in _read_ahead(pages, self._reader):
             live = [r.connection_id for r in page if not r.expired(now)]
             delivery.expired += [r.connection_id for r in page if r.expired(now)]
             for connection_id, outcome in zip(
@@ -350,6 +354,24 @@ class Fanout:
         except Exception as exc:
             return exc
         return None
+
+
+def _read_ahead(pages: Iterator[T], reader: ThreadPoolExecutor) -> Generator[T, None, None]:
+    """``pages``, each next one read on ``reader`` while the caller posts to this one.
+
+    A channel's subscribers come a Query page at a time (``FANOUT_PAGE_SIZE``): the first
+    posts start after one page instead of after all of them, and each further page's
+    read overlaps the posts to the one before.
+    """
+    coming = reader.submit(next, pages, None)
+    try:
+        while (page := coming.result()) is not None:
+            coming = reader.submit(next, pages, None)
+            yield page
+    finally:
+        coming.cancel()
+        if not coming.cancelled():
+            coming.result()  # a read in flight finishes before the pages are dropped
 
 
 def unfinished(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
