@@ -345,7 +345,7 @@ def render_page(
         "",
         f"Against a stub of the @connections API that answers each post after "
         f"{stub['delay_ms']:g} ms, like a network round trip (`bench/websocket_fanout.py`, "
-        f"the real `Fanout` and boto3 client, {stub['connections']:,} connections): "
+        f"the real `Fanout` and @connections client, {stub['connections']:,} connections): "
         f"{ms(stub['sequential_ms'])} sequential, {ms(stub['concurrent_ms'])} with "
         f"{ws['default_workers']} workers, {ms(stub['many_workers_ms'])} with 64: "
         f"**{stub['sequential_over_concurrent']:.1f}x** faster concurrent. Locally "

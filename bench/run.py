@@ -212,11 +212,13 @@ def targets(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             1000.0,
             f"WebSocket: one event to {ws['n']:,} connections, ms",
         ),
-        "websocket_concurrency_gain": (
-            ws["sequential_over_concurrent"],
-            ">=",
-            10.0,
-            f"WebSocket fan-out, sequential / concurrent (N={ws['n']:,}, local)",
+        # The local sequential / concurrent ratio is reported, not promised: on loopback
+        # nothing waits, so it measures only CPU, which this figure states directly.
+        "websocket_cpu_ms_per_post": (
+            ws["function_cpu_ms_per_post"],
+            "<=",
+            0.5,
+            f"WebSocket fan-out CPU per post, ms (N={ws['n']:,}, default workers)",
         ),
         "websocket_concurrency_gain_stub": (
             stub["sequential_over_concurrent"],

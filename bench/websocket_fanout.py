@@ -3,8 +3,8 @@
 1. Import time of each Lambda entry module in a fresh interpreter (median of
    several runs), next to a bare ``import boto3``: the handlers load no SDK at
    import time, so their cold start pays for boto3 only when a call needs it.
-2. Fan-out of one event to N connections through the real ``Fanout`` and a real
-   boto3 ``apigatewaymanagementapi`` client, against a local server that
+2. Fan-out of one event to N connections through the real ``Fanout`` and its
+   @connections client (``management.new_client``), against a local server that
    answers ``POST /@connections/{id}`` like API Gateway (200, after a delay
    that stands in for the network), sequentially and with thread pools.
 
@@ -36,7 +36,7 @@ IMPORTS = {
     "import boto3 (bare)": "import boto3",
     "websocket_api.routes (7 route handlers)": "import websocket_api.routes",
     "websocket_api.fanout (stream consumer)": "import websocket_api.fanout",
-    "routes + boto3 + first post client": (
+    "routes + first post client": (
         "import websocket_api.routes as r; "
         "r.management.new_client('https://x.execute-api.us-east-1.amazonaws.com/ws')"
     ),
@@ -161,11 +161,12 @@ class _Subscribers:
         self.ids = ids
         self.forgotten: list[str] = []
 
-    def receivers(self, channel: str) -> Iterator[list[Any]]:
+    def receivers(self, channel: str, *, page_size: int | None = None) -> Iterator[list[Any]]:
         from websocket_api.connections import Receiver
 
         receivers = [Receiver(connection_id) for connection_id in self.ids]
-        yield from (receivers[i : i + 1000] for i in range(0, len(receivers), 1000))
+        size = page_size or 1000
+        yield from (receivers[i : i + size] for i in range(0, len(receivers), size))
 
     def forget(self, connection_id: str) -> int:
         self.forgotten.append(connection_id)

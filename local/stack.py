@@ -104,6 +104,10 @@ class LocalConfig:
     events_table: str = "events"
     connections_table: str = "connections"
     stream_poll_interval: float = POLL_INTERVAL_SECONDS
+    """Between two polls of the events table's stream by each local event source mapping.
+    Five times as often as Lambda polls a shard (``local.stream_mapping``), so local
+    WebSocket and SSE latencies leave out about 100 ms of the deployed stream hop
+    (``bench.aws_estimate`` puts it back)."""
     auth: bool = True
     """Off only for a throwaway demo: then anyone on this machine may use every channel."""
     dev_secret_file: Path = DEV_SECRET_FILE

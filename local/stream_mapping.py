@@ -1,7 +1,8 @@
 """A local DynamoDB Streams event source mapping: what Lambda does between a stream and a function.
 
-On AWS, Lambda polls each shard of the events table's stream (about four times a
-second), drops records that do not match the mapping's filter, and invokes the
+On AWS, Lambda polls each shard of the events table's stream (at a base rate of four
+times a second, https://docs.aws.amazon.com/lambda/latest/dg/with-ddb.html, "Polling and
+batching streams"), drops records that do not match the mapping's filter, and invokes the
 function with batches in the shape below. The local stack does the same against
 the moto server's stream and calls the real fan-out handler in-process, with the
 failure semantics of the deployed mapping (``infra/websocket_api.py``):
@@ -285,6 +286,10 @@ class LocalStreamMapping:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        # A poll every interval, counted from the start of the last one (as "four times a
+        # second" on AWS), not an interval of sleep after each GetRecords: that would add
+        # the call's own time to every wait. A shard that had records is read again at once.
+        next_poll = time.monotonic()
         while not self._stop.is_set():
             try:
                 busy = self.poll()
@@ -294,9 +299,12 @@ class LocalStreamMapping:
                 # Nothing may end this thread: without it, all local fan-out stops silently.
                 logger.exception("the stream mapping failed a poll; polling again")
                 self._stop.wait(min(1.0, 20 * self._poll_interval))
+                next_poll = time.monotonic()
                 continue
-            if not busy:
-                self._stop.wait(self._poll_interval)
+            now = time.monotonic()
+            next_poll = now if busy else max(now, next_poll + self._poll_interval)
+            if next_poll > now:
+                self._stop.wait(next_poll - now)
 
     def poll(self) -> bool:
         """Read each shard once and deliver its matching records; whether any were delivered."""

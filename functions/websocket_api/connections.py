@@ -171,8 +171,11 @@ class Connections:
         for page in self.receivers(channel):
             yield [receiver.connection_id for receiver in page]
 
-    def receivers(self, channel: str) -> Iterator[list[Receiver]]:
-        """The subscribers of ``channel`` with their tokens' expiry, one list per Query page."""
+    def receivers(self, channel: str, *, page_size: int | None = None) -> Iterator[list[Receiver]]:
+        """The subscribers of ``channel`` with their tokens' expiry, one list per Query page.
+
+        ``page_size`` caps the items a page reads (DynamoDB's ``Limit``); None reads up to
+        1 MB a page."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "#pk = :pk",
@@ -190,6 +193,8 @@ class Connections:
             },
             "ConsistentRead": True,
         }
+        if page_size is not None:
+            kwargs["Limit"] = page_size
         while True:
             page = self.client.query(**kwargs)
             receivers = [

@@ -46,7 +46,7 @@ class FlakyApi:
     """The moto @connections client, with chosen connections gone, throttled or refusing."""
 
     def __init__(self) -> None:
-        self.real = management.new_client(ENDPOINT, max_pool_connections=16)
+        self.real = management.sdk_client(ENDPOINT, max_pool_connections=16)
         self.gone: set[str] = set()
         self.refusing: set[str] = set()
         self.throttled: Counter[str] = Counter()  # id -> how many more posts to throttle
@@ -404,6 +404,9 @@ def test_the_lambda_entry_point_builds_its_fanout_from_the_environment(
     monkeypatch.setenv(MANAGEMENT_ENDPOINT_ENV, ENDPOINT)
     monkeypatch.setenv("CONNECTIONS_TABLE_NAME", connections_table)
     monkeypatch.setattr(fanout, "_fanout", None)
+    # moto answers only boto3's requests; tests/test_management.py posts the deployed way.
+    monkeypatch.setattr(management, "_clients", {})
+    monkeypatch.setattr(management, "new_client", management.sdk_client)
     connect(Connections(table_name=connections_table), "a=", "news")
     event = log.publish("news", "hello")
     try:
@@ -634,7 +637,42 @@ def test_fanout_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
             fanout_workers()
 
 
-def test_the_post_retry_policy_is_the_only_one(aws: None) -> None:
+def test_the_sdk_clients_retries_are_off(aws: None) -> None:
     # botocore's retries stay off, so POST_MAX_ATTEMPTS counts every post that is made.
-    config = management.new_client(ENDPOINT).meta.config
+    config = management.sdk_client(ENDPOINT).meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 1}
+
+
+# --- reading the subscribers a page at a time -----------------------------------------------
+
+
+def test_subscribers_come_a_page_at_a_time_and_the_next_is_read_ahead(
+    connections: Connections,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"page{n}=" for n in range(5)]
+    for connection_id in ids:
+        connect(connections, connection_id, "news")
+    pages = list(connections.receivers("news", page_size=2))
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(r.connection_id for page in pages for r in page) == ids
+
+    reads: list[str] = []
+    read_b = threading.Event()
+
+    def counted() -> Iterator[list[str]]:
+        for page in (["a"], ["b"], ["c"]):
+            reads.append(page[0])
+            if page == ["b"]:
+                read_b.set()
+            yield page
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        ahead = fanout._read_ahead(counted(), reader)
+        assert next(ahead) == ["a"]
+        # "b" is read while the caller still works on "a", before it asks for "b".
+        assert read_b.wait(timeout=15)
+        assert next(ahead) == ["b"]
+        ahead.close()  # the caller stops early (its deadline): nothing is left running
+    assert reads[:2] == ["a", "b"]

@@ -121,7 +121,7 @@ def ws(
     services = routes.Services(
         log=EventLog(settings=Settings(events_table_name=events_table), client=dynamodb),
         connections=Connections(table_name=connections_table, client=dynamodb),
-        management_client=lambda endpoint: management.new_client(endpoint, max_pool_connections=2),
+        management_client=lambda endpoint: management.sdk_client(endpoint, max_pool_connections=2),
     )
     routes.use_services(services)
     yield services
@@ -526,7 +526,7 @@ def test_a_server_fault_sends_internal_error_and_fails_the_invocation(
             raise _client_error("InternalServerError", 500)
 
     routes.use_services(
-        routes.Services(log=ws.log, connections=BrokenConnections(table_name="connections"))
+        dataclasses.replace(ws, connections=BrokenConnections(table_name="connections"))
     )
     with pytest.raises(Exception, match="InternalServerError"):
         routes.subscribe(message("subscribe", channel="news"))
