@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.sweep:
-        print(sweep_table(load_prices(args.prices)))
+        print(sweep_table(load_prices(args.prices), deployment_from_results(args.results)))
         return 0
     try:
         load = Load(

@@ -7,7 +7,8 @@ Each lives in README.md between ``<!-- generated: NAME (make readme) -->`` and
   bench/results.json, the last full ``make bench`` (which also runs this), with the
   line counts of the code as it is now (``bench.footprint.code_size``), so they never
   drift from the code.
-- ``cost``: where each transport wins by cost (``bench.cost.sweep_table``).
+- ``cost``: where each transport wins by cost (``bench.cost.sweep_table``), priced with
+  the measured figures of bench/results.json, as ``make cost`` prices one load.
 
 ``python -m bench.readme --check`` lists the stale ones and exits 1.
 """
@@ -34,7 +35,12 @@ def _comparison() -> str:
     return render_snippet({**results, "complexity": footprint.code_size()})
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"comparison": _comparison, "cost": cost.sweep_table}
+def _cost() -> str:
+    # Priced with the measured figures, as `make cost` prices one load.
+    return cost.sweep_table(deployment=cost.deployment_from_results(RESULTS_FILE))
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"comparison": _comparison, "cost": _cost}
 
 
 def _pattern(name: str) -> re.Pattern[str]:

@@ -252,5 +252,7 @@ def test_the_command_line_refuses_an_impossible_load() -> None:
 
 def test_the_readme_states_where_each_transport_wins_as_the_model_does() -> None:
     assert "cost" in readme.BLOCKS
-    assert readme.BLOCKS["cost"]() == cost.sweep_table(PRICES)
+    measured = cost.deployment_from_results()
+    assert measured != cost.Deployment()  # the committed results, not the defaults
+    assert readme.BLOCKS["cost"]() == cost.sweep_table(PRICES, measured)
     assert "cost" not in readme.stale(readme.README.read_text()), "run: make readme"
