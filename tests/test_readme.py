@@ -103,8 +103,11 @@ def test_the_readme_pytest_example_selects_tests() -> None:
 
 @pytest.fixture
 def checkout(tmp_path: Path, local_stack: LocalStack) -> Path:
-    """A folder laid out as the README assumes, its ``.local/`` the running stack's."""
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    """A checkout as the README assumes one, its ``.local/`` the running stack's: every
+    top-level entry of this one linked in, except its own ``.local/``."""
+    for entry in ROOT.iterdir():
+        if entry.name not in (".local", ".git"):
+            (tmp_path / entry.name).symlink_to(entry)
     (tmp_path / ".local").mkdir()
     shutil.copy(local_stack.outputs_file, tmp_path / ".local" / "outputs.json")
     shutil.copy(local_stack.outputs_file.parent / "dev-secret", tmp_path / ".local" / "dev-secret")
@@ -113,7 +116,8 @@ def checkout(tmp_path: Path, local_stack: LocalStack) -> Path:
 
 def _shell(command: str, cwd: Path, *, output: Path) -> subprocess.Popen[bytes]:
     """``command`` through a shell, as typed; its output (both streams) into ``output``."""
-    environment = {k: v for k, v in os.environ.items() if k not in ("E2E_TOKEN",)}
+    # Not the suite's PYTHONPATH (make test sets one): a user's shell has none.
+    environment = {k: v for k, v in os.environ.items() if k not in ("E2E_TOKEN", "PYTHONPATH")}
     with output.open("wb") as sink:
         return subprocess.Popen(  # noqa: S602 (the README's own command, as a user types it)
             command,
