@@ -18,7 +18,7 @@ import pytest
 
 from client import open_transport
 from client.auth import DevTokens
-from client.transports import OUTPUT_KEYS, TRANSPORTS, present_in
+from client.transports import OUTPUT_KEYS, TransportName, present_in
 from eventlog import endpoints
 from eventlog.endpoints import Endpoints
 from tests.removal_support import REMOVALS, RemovedCopy
@@ -28,7 +28,6 @@ pytest_plugins = ("tests.e2e_support",)
 # Three synths, shared with test_cdk_app.py, on two busy cores.
 pytestmark = pytest.mark.timeout(1200)
 
-KEY_OF: dict[str, str] = {name: OUTPUT_KEYS[name] for name in TRANSPORTS}
 STACK_OF = {
     "polling": endpoints.POLLING_STACK,
     "sse": endpoints.SSE_STACK,
@@ -64,7 +63,7 @@ async def publish_and_read_back(found: Endpoints, channel: str) -> None:
 
 @pytest.mark.parametrize("transport", list(REMOVALS))
 def test_the_local_stack_runs_the_other_two(
-    transport: str, removed_copies: dict[str, RemovedCopy], tmp_path: Path
+    transport: TransportName, removed_copies: dict[str, RemovedCopy], tmp_path: Path
 ) -> None:
     from tests.e2e_support import launched, stop  # a plugin: pytest imports it first
 
@@ -78,7 +77,7 @@ def test_the_local_stack_runs_the_other_two(
         assert STACK_OF[transport] not in stack.outputs
         assert stack.endpoints.demo_url
         page_outputs = httpx.get(f"{stack.endpoints.demo_url}outputs.json", timeout=10).json()
-        assert KEY_OF[transport] not in str(page_outputs)  # the demo page's view too
+        assert OUTPUT_KEYS[transport] not in str(page_outputs)  # the demo page's view too
         asyncio.run(publish_and_read_back(found, f"without-{transport}"))
         stop(process)  # SIGINT, as Ctrl-C sends
         assert process.returncode == 0
