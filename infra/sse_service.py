@@ -263,7 +263,6 @@ class SseService(Construct):
             ulimits=[ecs.Ulimit(name=ecs.UlimitName.NOFILE, soft_limit=65_535, hard_limit=65_535)],
             readonly_root_filesystem=True,
         )
-        # Reads, and tombstones for seqs their publishers abandoned; never an event.
         # Read and publish: the service serves the log's publish and page read too.
         grant_log_append(events_table, self.task_definition.task_role)
         auth.grant_verify(self.task_definition.task_role)
