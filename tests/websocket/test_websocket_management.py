@@ -379,9 +379,26 @@ def test_close_deletes_the_connection(api: Api) -> None:
 def test_a_connection_the_server_closed_while_idle_is_not_reused(api: Api) -> None:
     client = client_for(api)
     management.post(client, ALICE, "before")
-    [idle] = client._idle
+    [(idle, since)] = client._idle
+    # Put back long enough ago to be checked, as after a quiet spell.
+    client._idle = [(idle, since - management.IDLE_CHECK_AFTER_SECONDS)]
     assert idle.sock is not None
     idle.sock.shutdown(2)  # now at EOF, as when the server times an idle connection out
     assert management.post(client, ALICE, "after", max_attempts=1)
+    assert client.opened == 2
+    assert api.sockets[ALICE].frames == ["before", "after"]
+
+
+def test_a_connection_dropped_just_after_its_last_use_costs_a_retry_not_the_frame(
+    api: Api,
+) -> None:
+    client = client_for(api)
+    management.post(client, ALICE, "before")
+    [(idle, _)] = client._idle
+    assert idle.sock is not None
+    idle.sock.shutdown(2)  # back a moment ago: reused unchecked, and the post fails
+    retries: list[float] = []
+    assert management.post(client, ALICE, "after", sleep=retries.append)
+    assert len(retries) == 1  # the one retry, on a new connection
     assert client.opened == 2
     assert api.sockets[ALICE].frames == ["before", "after"]
