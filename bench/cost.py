@@ -122,8 +122,8 @@ class Deployment:
     """How the stacks are sized (the infra/ defaults) and what each transport costs per unit.
 
     The ``*_bytes`` and ``*_per_*`` fields are measured by the benchmark and read from
-    ``results.json`` by ``Deployment.measured``; the defaults are those of a full run on
-    the development machine, so the model works before any run.
+    ``results.json`` by ``Deployment.measured``; the defaults are those of the full run of
+    2026-12-03 on the development machine (rounded), so the model works without one.
     """
 
     polling_memory_gb: float = 0.25  # infra/polling_api.py memory_size default, 256 MB
@@ -139,18 +139,18 @@ class Deployment:
     fanout_memory_gb: float = 1769 / 1024  # infra/websocket_api.py: one full vCPU
     fanout_workers: int = DEFAULT_FANOUT_WORKERS
     post_round_trip_ms: float = 10.0  # post_to_connection from Lambda (assumed: 5-20 ms)
-    fanout_cpu_ms_per_post: float = 2.0  # measured: results fanout.websocket
+    fanout_cpu_ms_per_post: float = 0.36  # measured: results fanout.websocket
     websocket_keepalive_seconds: float = WEBSOCKET_KEEPALIVE_SECONDS
     websocket_connection_minutes: float = WEBSOCKET_MAX_CONNECTION_SECONDS / 60
     """How long a connection lasts before the client reconnects (API Gateway's 2 h cap)."""
-    subscription_item_bytes: float = 100.0  # measured: memory.websocket_item_bytes / 2
+    subscription_item_bytes: float = 110.0  # measured: memory.websocket_item_bytes / 2
     sse_task_vcpu: float = 1.0  # infra/sse_service.py cpu=1024
     sse_task_gb: float = 2.0  # infra/sse_service.py memory_mib=2048
     sse_min_tasks: int = 2  # infra/sse_service.py desired_count: a task to fail over to
     sse_streams_cap: int = SSE_MAX_STREAMS
-    sse_kb_per_stream: float = 50.0  # measured: memory.sse_kb_per_stream
+    sse_kb_per_stream: float = 17.3  # measured: memory.sse_kb_per_stream
     sse_memory_usable_fraction: float = 0.7  # of the task's memory, for streams
-    sse_cpu_ms_per_stream_event: float = 0.11  # measured: fanout.sse fan-out / N
+    sse_cpu_ms_per_stream_event: float = 0.023  # measured: fanout.sse fan-out / N
     sse_cpu_target: float = 0.6  # infra/sse_service.py CPU_TARGET_PERCENT
     sse_reader_interval_seconds: float = SSE_READER_INTERVAL_SECONDS
     sse_heartbeat_seconds: float = SSE_HEARTBEAT_SECONDS
@@ -163,11 +163,11 @@ class Deployment:
     broker_min_gb: float = 0.1  # ElastiCache Serverless for Valkey meters at least 100 MB
     relay_memory_gb: float = 0.25  # infra/sse_broker.py memory_size=256
     relay_ms: float = 10.0  # billed time of one relay invocation, one PUBLISH (assumed)
-    poll_request_bytes: float = 640.0  # measured: bytes of one empty poll, both ways
-    poll_event_bytes: float = 610.0  # measured: bytes per event for a polling client
-    sse_event_bytes: float = 104.0  # measured: SSE bytes per event
+    poll_request_bytes: float = 658.0  # measured: bytes of one empty poll, both ways
+    poll_event_bytes: float = 867.0  # measured: bytes per event for a polling client
+    sse_event_bytes: float = 99.0  # measured: SSE bytes per event
     sse_heartbeat_bytes: float = 13.0  # measured: one heartbeat
-    websocket_event_bytes: float = 114.0  # measured: WebSocket bytes per event
+    websocket_event_bytes: float = 115.0  # measured: WebSocket bytes per event
     websocket_ping_bytes: float = 32.0  # measured: a ping and its pong
     stream_open_bytes: float = 500.0  # an SSE request and response head (approximate)
 
