@@ -568,7 +568,7 @@ def print_banner(outputs: dict[str, dict[str, str]], config: LocalConfig) -> Non
     print("\n".join(lines), flush=True)
 
 
-REQUEST_LOGGERS = ("websocket_api.routes", "polling.app", "sse_service.app")
+REQUEST_LOGGERS = ("websocket_api.routes", "eventlog.http_api", "sse_service.app")
 """The handlers' one line per request: the local gateway already says as much, more briefly."""
 
 

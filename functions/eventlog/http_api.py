@@ -15,13 +15,15 @@ Both import this module, so they cannot drift: the same parsing, limits, auth ch
 (``authorize``: the token first, then the channel, then ``Claims.check``) and problem
 bodies. Starlette only: the polling API wraps these calls in its FastAPI routes, and the
 SSE service mounts ``event_routes``. The event log's calls are blocking boto3 calls; they
-run in the threadpool, never on the event loop.
+run in the threadpool, never on the event loop. Both log one line per request the same way
+(``RequestLog``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -30,6 +32,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from auth.claims import Claims, Scope
 from auth.config import TOKEN_QUERY_PARAMETER
@@ -45,6 +49,9 @@ from eventlog.errors import (
 )
 from eventlog.events import encode_json, parse_cursor, validate_channel, validate_limit
 from eventlog.log import EventLog, ReadResult
+from eventlog.structured_logs import Transport, fields
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -209,6 +216,8 @@ def event_routes(*, log: Callable[[], EventLog], verifier: Verifier) -> list[Rou
     """
 
     async def checked(request: Request, scope: Scope) -> str:
+        # For RequestLog: FastAPI's router names only its own routes in the ASGI scope.
+        request.state.route = EVENTS_PATH
         await run_in_threadpool(authorize, verifier, request, scope)
         return validate_channel(request.path_params["channel"])
 
@@ -232,3 +241,73 @@ def event_routes(*, log: Callable[[], EventLog], verifier: Verifier) -> list[Rou
         Route(EVENTS_PATH, publish_route, methods=["POST"]),
         Route(EVENTS_PATH, read_route, methods=["GET"]),
     ]
+
+
+# --- The request log ---------------------------------------------------------------------
+
+
+class RequestLog:
+    """One log line per request: route, channel, seq, status and the request's id.
+
+    Never the URL or the headers: browsers send the token in the query string. The route
+    is the path template, so the line names the channel in a field of its own. The id is
+    API Gateway's ``requestId`` behind the HTTP API (Mangum hands its event over in the
+    scope), else the ``X-Amzn-Trace-Id`` an ALB adds to every request it forwards
+    (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-request-tracing.html),
+    so a line can be found from either side. ``quiet_paths`` are not logged: a load
+    balancer's health checks would be most of the lines.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, transport: Transport, quiet_paths: tuple[str, ...] = ()
+    ) -> None:
+        self.app = app
+        self.transport = transport
+        self.quiet_paths = quiet_paths
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.quiet_paths:
+            await self._logged(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)  # lifespan, or a quiet path: nothing to log
+
+    async def _logged(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def watching(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        finally:
+            state = scope.get("state", {})
+            route = state.get("route") or getattr(scope.get("route"), "path", "unmatched")
+            outcome = state.get("outcome") or ("ok" if status < 400 else f"http_{status}")
+            logger.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                status,
+                extra=fields(
+                    transport=self.transport,
+                    outcome=outcome,
+                    request_id=_request_id(scope),
+                    channel=scope.get("path_params", {}).get("channel"),
+                    seq=state.get("seq"),
+                    status=status,
+                ),
+            )
+
+
+def _request_id(scope: AsgiScope) -> str | None:
+    event = scope.get("aws.event") or {}
+    request_id = event.get("requestContext", {}).get("requestId")
+    if request_id is not None:
+        return str(request_id)
+    for name, value in scope.get("headers", ()):
+        if name == b"x-amzn-trace-id":
+            return str(value.decode("latin-1"))
+    return None

@@ -12,9 +12,10 @@ no AWS: the event log creates its DynamoDB client on the first request.
   cache, can revalidate with ``If-None-Match`` and get an empty 304.
 - ``GET /healthz``, ``GET /openapi.json`` and ``GET /docs``.
 
-Publish and read are ``eventlog.http_api``'s, shared with the SSE service; this
-module adds long polling, the OpenAPI schema and the request log. Bad input of any
-kind is a 4xx problem (``polling.problems``) and is checked before anything is written.
+Publish and read are ``eventlog.http_api``'s, shared with the SSE service, and so is the
+request log (``http_api.RequestLog``); this module adds long polling and the OpenAPI
+schema. Bad input of any kind is a 4xx problem (``polling.problems``) and is checked
+before anything is written.
 
 Auth (``polling.auth``): publish needs a token granting ``publish`` on the channel,
 read one granting ``subscribe``; ``/healthz`` and the API's documentation are open,
@@ -25,7 +26,6 @@ request is parsed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -34,15 +34,13 @@ from fastapi import FastAPI, Query, Request, params
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.verifier import Verifier
 from eventlog import http_api
 from eventlog.config import CHANNEL_PATTERN, EVENTS_PATH, MAX_LONG_POLL_SECONDS, MAX_READ_LIMIT
 from eventlog.events import parse_cursor, validate_channel
-from eventlog.http_api import json_response, parse_limit
+from eventlog.http_api import RequestLog, json_response, parse_limit
 from eventlog.log import EventLog, default_log
-from eventlog.structured_logs import fields
 from polling.auth import require
 from polling.config import (
     CORS_ALLOW_HEADERS,
@@ -56,8 +54,6 @@ from polling.config import (
 )
 from polling.long_poll import parse_wait, wait_for_events
 from polling.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
-
-logger = logging.getLogger(__name__)
 
 # --- Wire shapes, for the OpenAPI schema (responses are encoded by hand, see _json) -----------
 
@@ -133,58 +129,6 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# --- The request log ---------------------------------------------------------------------
-
-
-class RequestLog:
-    """One log line per request: route, channel, seq, status and API Gateway's request id.
-
-    Never the URL or the headers: browsers send the token in the query string. The route
-    is the path template, so the line names the channel in a field of its own.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._logged(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)  # lifespan: nothing to log
-
-    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = 500  # unless a response starts: an exception escaped every handler
-
-        async def watching(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watching)
-        finally:
-            state = scope.get("state", {})
-            route = getattr(scope.get("route"), "path", "unmatched")
-            # Mangum hands the API Gateway event over in the scope.
-            request_id = (scope.get("aws.event") or {}).get("requestContext", {}).get("requestId")
-            outcome = state.get("outcome") or ("ok" if status < 400 else f"http_{status}")
-            logger.info(
-                "%s %s %d",
-                scope["method"],
-                route,
-                status,
-                extra=fields(
-                    transport="polling",
-                    outcome=outcome,
-                    request_id=request_id,
-                    channel=scope.get("path_params", {}).get("channel"),
-                    seq=state.get("seq"),
-                    status=status,
-                ),
-            )
-
-
 # --- The application --------------------------------------------------------------------------
 
 
@@ -224,7 +168,8 @@ def create_app(
         expose_headers=list(CORS_EXPOSE_HEADERS),
         max_age=CORS_MAX_AGE_SECONDS,
     )
-    app.add_middleware(RequestLog)  # outermost: it sees every status, CORS preflights too
+    # Outermost: it sees every status, CORS preflights too.
+    app.add_middleware(RequestLog, transport="polling")
 
     @app.post(
         EVENTS_PATH,

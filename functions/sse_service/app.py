@@ -76,7 +76,7 @@ from eventlog.config import (
     EVENTS_CORS_ALLOW_METHODS,
     EVENTS_CORS_EXPOSE_HEADERS,
 )
-from eventlog.http_api import event_routes
+from eventlog.http_api import RequestLog, event_routes
 from eventlog.log import EventLog, default_log
 from eventlog.problems import install_problem_handlers
 from sse_service.broker import BrokerLink
@@ -234,6 +234,9 @@ def create_app(
         "max_age": 600,
     }
     app.add_middleware(CORSMiddleware, **cors)
+    # Outermost: publishes, page reads and refusals (a stream logs its own lines, from
+    # SseApp, which serves it before any middleware); not the ALB's health checks.
+    app.add_middleware(RequestLog, transport="sse", quiet_paths=(HEALTH_PATH,))
     app.stream_route = StreamRoute(
         hub=hub, settings=settings, gate=gate, cors=CORSMiddleware(app, **cors)
     )

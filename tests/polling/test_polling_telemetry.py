@@ -3,8 +3,6 @@ token or an event's body (the event log's own: ``tests/test_delivery_telemetry.p
 
 from __future__ import annotations
 
-import logging
-
 import httpx
 import pytest
 
@@ -12,9 +10,8 @@ from eventlog import EventLog, metrics
 from eventlog.log import ReadResult
 from polling.app import create_app
 from polling.long_poll import wait_for_events
-from tests.auth_support import ALL_ACCESS, bearer, token
 from tests.metrics_support import Emitted
-from tests.test_delivery_telemetry import BODY_MARKER, extras
+from tests.test_delivery_telemetry import check_the_request_log
 
 # --- Polling -----------------------------------------------------------------------------------
 
@@ -28,32 +25,9 @@ def anyio_backend() -> str:
 async def test_a_polling_request_logs_its_route_channel_seq_and_outcome(
     log: EventLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="polling.app")
-    secret = token()
     transport = httpx.ASGITransport(app=create_app(log=log))
     async with httpx.AsyncClient(transport=transport, base_url="http://polling.test") as client:
-        published = await client.post(
-            "/channels/news/events", params={"token": secret}, json={"data": BODY_MARKER}
-        )
-        assert published.status_code == 201
-        read = await client.get(
-            "/channels/news/events", params={"after": 1}, headers=bearer(ALL_ACCESS)
-        )
-        assert read.json()["events"] == []
-        refused = await client.get("/channels/news/events", params={"token": "nope"})
-        assert refused.status_code == 401
-    lines = extras(caplog, "polling.app")
-    assert [(line["outcome"], line["channel"], line.get("seq")) for line in lines] == [
-        ("ok", "news", 1),
-        ("empty", "news", 1),
-        ("http_401", "news", None),
-    ]
-    assert {line["transport"] for line in lines} == {"polling"}
-    assert next(r.getMessage() for r in caplog.records if r.name == "polling.app") == (
-        "POST /channels/{channel}/events 201"
-    )
-    assert secret not in caplog.text
-    assert BODY_MARKER not in caplog.text
+        await check_the_request_log(client, caplog, transport="polling")
 
 
 @pytest.mark.anyio
