@@ -242,6 +242,7 @@ class LocalStreamMapping:
         function_name: str = "fanout",
         poll_interval: float = POLL_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._streams = streams_client
         self._stream_arn = stream_arn
@@ -259,6 +260,7 @@ class LocalStreamMapping:
         self.function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
         self._poll_interval = poll_interval
         self._clock = clock
+        self._monotonic = monotonic
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._iterators: dict[str, str | None] = {}
@@ -289,7 +291,7 @@ class LocalStreamMapping:
         # A poll every interval, counted from the start of the last one (as "four times a
         # second" on AWS), not an interval of sleep after each GetRecords: that would add
         # the call's own time to every wait. A shard that had records is read again at once.
-        next_poll = time.monotonic()
+        next_poll = self._monotonic()
         while not self._stop.is_set():
             try:
                 busy = self.poll()
@@ -298,13 +300,16 @@ class LocalStreamMapping:
                     return
                 # Nothing may end this thread: without it, all local fan-out stops silently.
                 logger.exception("the stream mapping failed a poll; polling again")
-                self._stop.wait(min(1.0, 20 * self._poll_interval))
-                next_poll = time.monotonic()
+                self._wait(min(1.0, 20 * self._poll_interval))
+                next_poll = self._monotonic()
                 continue
-            now = time.monotonic()
+            now = self._monotonic()
             next_poll = now if busy else max(now, next_poll + self._poll_interval)
             if next_poll > now:
-                self._stop.wait(next_poll - now)
+                self._wait(next_poll - now)
+
+    def _wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # returns at once on stop
 
     def poll(self) -> bool:
         """Read each shard once and deliver its matching records; whether any were delivered."""

@@ -1,8 +1,8 @@
 """The local stream mapping: Lambda's checkpointing, bisect, give-up and record age.
 
 The mapping is driven by ``poll``/``deliver`` on a fake stream and fake handlers, so
-every step is deterministic: no threads, no waiting. One test runs the real poller
-thread, to show that nothing a batch does can stop it.
+every step is deterministic: no threads, no waiting. The poller's schedule runs on a fake
+clock; one test runs the real poller thread, to show that nothing a batch does can stop it.
 """
 
 from __future__ import annotations
@@ -340,6 +340,60 @@ def test_the_poller_keeps_delivering_after_bad_batches_and_stream_errors() -> No
         "1",
         "2",
     ]
+
+
+class ClockedMapping(LocalStreamMapping):
+    """A mapping on a fake monotonic clock: each ``GetRecords`` takes ``call_seconds`` of it,
+    and the poller's waits are recorded (and pass on the clock) instead of slept."""
+
+    def __init__(self, stream: FakeStream, *, call_seconds: float, polls: int) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+        self.polls_left = polls
+        super().__init__(
+            streams_client=stream,
+            stream_arn=STREAM_ARN,
+            handler=Function(),
+            filter_patterns=INSERTS,
+            region="us-east-1",
+            poll_interval=0.25,
+            monotonic=lambda: self.now,
+        )
+        self.open("TRIM_HORIZON")
+        self._call_seconds = call_seconds
+
+    def poll(self) -> bool:
+        self.now += self._call_seconds
+        self.polls_left -= 1
+        if self.polls_left == 0:
+            self._stop.set()
+        return super().poll()
+
+    def _wait(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 9))
+        self.now += seconds
+
+
+def test_polls_start_an_interval_apart_whatever_a_call_takes() -> None:
+    # Lambda polls a shard four times a second: the interval runs from one poll's start
+    # to the next, so a 100 ms GetRecords leaves 150 ms of wait, not 250.
+    mapping = ClockedMapping(FakeStream([]), call_seconds=0.1, polls=4)
+    mapping._run()
+    assert mapping.waits == [0.15] * 4
+
+
+def test_a_poll_that_delivered_is_followed_by_another_at_once() -> None:
+    mapping = ClockedMapping(
+        FakeStream([[stream_record(1)], [stream_record(2)]]), call_seconds=0.1, polls=4
+    )
+    mapping._run()
+    assert mapping.waits == [0.15, 0.15]  # none after the two busy polls, then on the beat
+
+
+def test_a_call_longer_than_the_interval_is_followed_by_the_next_poll_at_once() -> None:
+    mapping = ClockedMapping(FakeStream([]), call_seconds=0.4, polls=3)
+    mapping._run()
+    assert mapping.waits == []
 
 
 def test_each_invocation_gets_the_deployed_timeout_as_its_deadline() -> None:
