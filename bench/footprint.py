@@ -5,8 +5,11 @@ module imports at load time dominates, not package size), so each entry
 module is imported in a fresh interpreter and timed, median of several runs, next
 to a bare ``import boto3`` (every Python Lambda that touches AWS pays for that
 sooner or later). Two variants, as in ``bench.websocket_fanout``: *compiled*,
-every module from a warm bytecode cache; *as shipped*, the project's packages
-compiled from source, as from a Lambda zip without ``__pycache__``.
+every module from a warm bytecode cache; *from source*, the project's packages
+compiled at import, as from a Lambda zip without ``__pycache__``. *As shipped* is
+the one that matches the assets (``add_ratios``): they carry bytecode when
+``infra.lambda_code.precompile`` found a Python 3.12, and then a cold start compiles
+nothing; the targets are ratios of that figure to boto3's.
 
 Each asset is bundled exactly as the stacks bundle it (``infra.lambda_code.bundle``,
 in a subprocess so this process does not start the CDK's Node runtime), then
@@ -160,31 +163,49 @@ def _present(handler: Handler) -> bool:
 
 
 def measure_imports(*, runs: int) -> dict[str, Any]:
-    """Median import milliseconds per handler (compiled and as shipped), and ratios to boto3."""
+    """Median import milliseconds per handler, compiled and from source (``add_ratios`` adds
+    the ratios to boto3's)."""
     # The environment a deployed function has: a region, and auth configured (the polling
     # app reads its verifier's settings when it is built, at import).
     environment = {"AWS_DEFAULT_REGION": "us-east-1", **ServerAuth().environment}
-    results: dict[str, Any] = {}
+    handlers = [h for h in (BOTO3, *HANDLERS) if h is BOTO3 or _present(h)]
+    times: dict[str, dict[str, list[float]]] = {
+        h.key: {"compiled_ms": [], "from_source_ms": []} for h in handlers
+    }
     with _environment(environment), tempfile.TemporaryDirectory(prefix="bench-pyc-") as cache:
-        for handler in (BOTO3, *HANDLERS):
-            if handler is not BOTO3 and not _present(handler):
-                continue
+        for handler in handlers:
             import_seconds(handler.statement, cache=cache, shipped=False)  # fill the cache
-            compiled = [
-                import_seconds(handler.statement, cache=cache, shipped=False) for _ in range(runs)
-            ]
-            shipped = [
-                import_seconds(handler.statement, cache=cache, shipped=True) for _ in range(runs)
-            ]
-            results[handler.key] = {
-                "compiled_ms": statistics.median(compiled) * 1000,
-                "shipped_ms": statistics.median(shipped) * 1000,
-            }
-    bare = results[BOTO3.key]["shipped_ms"]
-    for key, row in results.items():
+        # Round by round, every module once per round: a slow spell of the machine then
+        # weighs on every module alike instead of on the ones timed during it, and the
+        # ratios are what the targets judge.
+        for _ in range(runs):
+            for handler in handlers:
+                for column, from_source in (("compiled_ms", False), ("from_source_ms", True)):
+                    seconds = import_seconds(handler.statement, cache=cache, shipped=from_source)
+                    times[handler.key][column].append(seconds * 1000)
+    return {
+        key: {column: statistics.median(values) for column, values in columns.items()}
+        for key, columns in times.items()
+    }
+
+
+def ships_bytecode(assets: dict[str, dict[str, float]]) -> bool:
+    """Whether every asset carries bytecode (``precompile`` found a Python 3.12 for it)."""
+    return all(row["pyc_files"] > 0 for row in assets.values())
+
+
+def add_ratios(imports: dict[str, Any], *, bytecode: bool) -> None:
+    """Add each module's import time as its asset ships it (``as_shipped_ms``), and its
+    ratio to a bare boto3's: the compiled figure when the assets carry bytecode, else the
+    from-source one (``/var/task`` is read-only, so nothing compiled there is kept). The
+    runtime's boto3 is compiled either way."""
+    column = "compiled_ms" if bytecode else "from_source_ms"
+    for row in imports.values():
+        row["as_shipped_ms"] = row[column]
+    bare = imports[BOTO3.key]["as_shipped_ms"]
+    for key, row in imports.items():
         if key != BOTO3.key:
-            row["ratio_to_boto3"] = row["shipped_ms"] / bare
-    return results
+            row["ratio_to_boto3"] = row["as_shipped_ms"] / bare
 
 
 _BUNDLE = """
@@ -239,4 +260,6 @@ def measure_assets() -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"imports": measure_imports(runs=1), "assets": measure_assets()}, indent=2))
+    imports, assets = measure_imports(runs=1), measure_assets()
+    add_ratios(imports, bytecode=ships_bytecode(assets))
+    print(json.dumps({"imports": imports, "assets": assets}, indent=2))

@@ -94,9 +94,10 @@ for _h in (
     "websocket_authorizer",
 ):
     _add(f"cold_start.{_h}.compiled_ms", f"{_h}: import, bytecode cached, median ms")
-    _add(f"cold_start.{_h}.shipped_ms", f"{_h}: import, project compiled at import, median ms")
+    _add(f"cold_start.{_h}.from_source_ms", f"{_h}: import, project compiled at import, median ms")
+    _add(f"cold_start.{_h}.as_shipped_ms", f"{_h}: the one of the two that the assets match")
     if _h != "boto3":
-        _add(f"cold_start.{_h}.ratio_to_boto3", f"{_h}: shipped_ms / boto3 shipped_ms")
+        _add(f"cold_start.{_h}.ratio_to_boto3", f"{_h}: as_shipped_ms / boto3 as_shipped_ms")
 for _a in ("polling", "websocket", "websocket_authorizer"):
     _add(f"assets.{_a}.zip_kb", f"{_a} Lambda asset, deflated zip, KB")
     _add(f"assets.{_a}.unpacked_kb", f"{_a} Lambda asset, unpacked, KB")

@@ -324,6 +324,7 @@ def _measure(plan: Plan, *, outputs: Path | None, token: str | None) -> dict[str
     started = time.perf_counter()
     imports = _timed("import times", lambda: footprint.measure_imports(runs=plan.import_runs))
     assets = _timed("Lambda assets", footprint.measure_assets)
+    footprint.add_ratios(imports, bytecode=footprint.ships_bytecode(assets))
     workers = tuple(sorted({1, DEFAULT_FANOUT_WORKERS, MANY_WORKERS}))
     # The stub's fan-out runs in this process: measured first, while the process is small.
     with contextlib.redirect_stdout(sys.stderr):

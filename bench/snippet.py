@@ -118,10 +118,10 @@ def render_snippet(results: Mapping[str, Any]) -> str:
         ),
         (
             "Cold start proxy (import time)",
-            f"{cold['polling_handler']['shipped_ms']:.0f} ms (FastAPI + Mangum), "
+            f"{cold['polling_handler']['as_shipped_ms']:.0f} ms (FastAPI + Mangum), "
             f"{cold['polling_handler']['ratio_to_boto3']:.1f}x `import boto3`",
             "none: a long-running task",
-            f"{cold['websocket_routes']['shipped_ms']:.0f} ms per route, "
+            f"{cold['websocket_routes']['as_shipped_ms']:.0f} ms per route, "
             f"{cold['websocket_routes']['ratio_to_boto3']:.2f}x `import boto3`",
         ),
         (

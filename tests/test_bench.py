@@ -96,8 +96,9 @@ def test_missing_or_not_numeric_names_each_bad_key() -> None:
 
 
 def test_every_lambda_entry_module_has_an_import_target() -> None:
-    cold_start = {"boto3": {"shipped_ms": 100.0}} | {
-        handler.key: {"shipped_ms": 140.0, "ratio_to_boto3": 1.4} for handler in footprint.HANDLERS
+    cold_start = {"boto3": {"as_shipped_ms": 100.0}} | {
+        handler.key: {"as_shipped_ms": 140.0, "ratio_to_boto3": 1.4}
+        for handler in footprint.HANDLERS
     }
     checks = footprint.import_checks(cold_start)
 
@@ -136,3 +137,16 @@ def test_a_stream_record_is_what_the_fanout_handler_reads() -> None:
     channel, frame = event_frame(gateway_fanout.stream_record(encoded, 7)) or ("", "")
     assert channel == "news"
     assert '"seq":7,' in frame
+
+
+@pytest.mark.parametrize(("bytecode", "ratio"), [(True, 1.5), (False, 2.0)])
+def test_import_ratios_are_taken_as_the_assets_ship(bytecode: bool, ratio: float) -> None:
+    # Assets with bytecode (precompile found a Python 3.12) compile nothing at a cold start.
+    imports: dict[str, Any] = {
+        "boto3": {"compiled_ms": 100.0, "from_source_ms": 100.0},
+        "polling_handler": {"compiled_ms": 150.0, "from_source_ms": 200.0},
+    }
+    assets = {"polling": {"pyc_files": 10.0 if bytecode else 0.0}, "websocket": {"pyc_files": 5.0}}
+    footprint.add_ratios(imports, bytecode=footprint.ships_bytecode(assets))
+    assert imports["polling_handler"]["ratio_to_boto3"] == ratio
+    assert "ratio_to_boto3" not in imports["boto3"]
