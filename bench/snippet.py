@@ -84,7 +84,7 @@ def render_snippet(results: Mapping[str, Any]) -> str:
             "Complexity (Python, runtime + construct)",
             f"{code['polling']['python_lines']:,} lines; one stateless function",
             f"{code['sse']['python_lines']:,} lines; a container service, an ALB, a VPC, draining",
-            f"{code['websocket']['python_lines']:,} lines; 7 route functions, an "
+            f"{code['websocket']['python_lines']:,} lines; 8 route functions, an "
             "authorizer, a fan-out function, a connections table",
         ),
         (

@@ -49,6 +49,14 @@ def count_response_head(stats: TransportStats, response: httpx.Response) -> None
 def parse_page(body: bytes) -> Page:
     try:
         obj = json.loads(body)
+    except ValueError as exc:
+        raise protocol_error(f"not a read reply ({exc})") from None
+    return page_from_json(obj)
+
+
+def page_from_json(obj: Any) -> Page:
+    """A read's page from its decoded JSON (an HTTP reply's body, a WebSocket ``page``)."""
+    try:
         events = [event_from_json(event) for event in obj["events"]]
         next_cursor, reset, oldest = obj["next"], obj.get("reset", False), obj.get("oldest")
     except (ValueError, KeyError, TypeError) as exc:

@@ -15,7 +15,8 @@ What API Gateway makes necessary, and how it is handled:
   arrive out of order, twice (backlog overlapping live) or not at all (a failed
   post). The sequencer drops duplicates and backfills gaps over the log's HTTP API
   (``client.log_api``: the endpoints file's ``log_api_url``, the polling API's or the
-  SSE service's; with neither deployed, a gap ends the subscription with ``sequence_gap``).
+  SSE service's); with neither deployed, over the socket itself, one ``read`` action
+  per page (``_read_page``).
   Frames already waiting in the socket buffer are sorted before the sequencer sees
   them, so a reordering within a burst costs no backfill. A lost *last* event is only
   noticed when the next event arrives, or at the next reconnect.
@@ -80,8 +81,8 @@ from client.errors import (
     protocol_error,
     unreachable,
 )
-from client.log_api import LogApi
-from client.sequencer import Reset
+from client.log_api import LogApi, page_from_json
+from client.sequencer import Backfill, Page, Reset
 from client.stats import TransportStats
 from eventlog.errors import EventLogError
 from eventlog.events import Event, encode_json
@@ -107,13 +108,14 @@ def with_token(url: str, token: str | None) -> str:
 class _Request:
     """A frame sent that expects an answer (``subscribed``/``published``, or ``error``)."""
 
-    kind: Literal["subscribe", "publish"]
+    kind: Literal["subscribe", "publish", "read"]
     id: str
     """Sent as the frame's ``id`` and echoed in the reply: unique on this transport."""
     channel: str
     data: str | None = None
     """A publish's data, encoded."""
-    future: asyncio.Future[Event] | None = None
+    future: asyncio.Future[Any] | None = None
+    """A publish's ``Event``, a read's ``Page``."""
     subscription: WebSocketSubscription | None = field(default=None, repr=False)
 
 
@@ -309,8 +311,9 @@ class WebSocketTransport(Transport):
         self._abandon_publishes(error)
 
     def _abandon_publishes(self, error: ClientError) -> None:
+        """Fail the publishes and reads waiting for a reply that will not come now."""
         for request in list(self._outstanding):
-            if request.kind == "publish":
+            if request.kind in ("publish", "read"):
                 self._outstanding.remove(request)
                 if request.future is not None and not request.future.done():
                     request.future.set_exception(error)
@@ -343,6 +346,8 @@ class WebSocketTransport(Transport):
                 self._channel_frame(kind, frame, size)
             elif kind == "published":
                 self._published(event_from_json(frame.get("event")), _echoed_id(frame))
+            elif kind == "page":
+                self._page(frame)
             elif kind == "pong":
                 self._pong.set()
             elif kind == "error":
@@ -403,6 +408,15 @@ class WebSocketTransport(Transport):
             return
         request.future.set_result(event)
 
+    def _page(self, frame: dict[str, Any]) -> None:
+        page = page_from_json(frame)
+        channel = frame.get("channel")
+        request = self._take_request("read", _echoed_id(frame), lambda r: r.channel == channel)
+        if request is None or request.future is None or request.future.done():
+            logger.warning("websocket: a page frame matched no pending read")
+            return
+        request.future.set_result(page)
+
     def _error(self, frame: dict[str, Any]) -> None:
         error = ClientError(
             status=None,
@@ -440,7 +454,7 @@ class WebSocketTransport(Transport):
             transport=self,
             channel=channel,
             after=after,
-            backfill=None if self.api is None else self.api.backfill(stats),
+            backfill=self._socket_backfill(stats) if self.api is None else self.api.backfill(stats),
             stats=stats,
             options=self.options,
             on_reset=on_reset,
@@ -510,6 +524,54 @@ class WebSocketTransport(Transport):
         request = _Request(
             "publish", request_id, channel, data=expected, future=loop.create_future()
         )
+        event: Event = await self._ask(
+            request, frame, what="the publish", awaited="acknowledgement of the publish"
+        )
+        return event
+
+    def _socket_backfill(self, stats: TransportStats) -> Backfill:
+        """Reads for a sequencer's gaps over the socket, counted in ``stats``: a deployment
+        with neither the polling API nor the SSE service has no other log API."""
+
+        async def read(channel: str, after: int) -> Page:
+            return await self._read_page(channel, after, stats=stats)
+
+        return read
+
+    async def _read_page(self, channel: str, after: int, *, stats: TransportStats) -> Page:
+        """One page of the log after ``after`` (the ``read`` action and its ``page`` reply).
+
+        A read cut off by a lost connection is asked again once the transport has
+        reconnected: a gap left open would end the subscription.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            request_id = self._new_id()
+            frame = encode_json(
+                {"action": "read", "channel": channel, "after": after, "id": request_id}
+            )
+            request = _Request("read", request_id, channel, future=loop.create_future())
+            try:
+                page: Page = await self._ask(
+                    request, frame, what="the read", awaited="page", stats=stats
+                )
+            except ClientError as exc:
+                if exc.code == "connection_lost":
+                    continue
+                stats.refusals += 1
+                raise
+            return page
+
+    async def _ask(
+        self,
+        request: _Request,
+        frame: str,
+        *,
+        what: str,
+        awaited: str,
+        stats: TransportStats | None = None,
+    ) -> Any:
+        """Send ``frame`` once connected and wait for the reply that ``request`` expects."""
         try:
             async with asyncio.timeout(self.options.request_timeout_seconds):
                 while True:
@@ -523,18 +585,17 @@ class WebSocketTransport(Transport):
                         break
                 self._outstanding.append(request)
                 try:
-                    await self._send(ws, frame)
+                    await self._send(ws, frame, stats=stats)
                 except ConnectionClosed:
                     closed = close_cause(ws.close_code, ws.close_reason)
-                    raise connection_lost(None, what="the publish", close=closed) from None
+                    raise connection_lost(None, what=what, close=closed) from None
                 assert request.future is not None
                 return await request.future
         except TimeoutError:
             raise ClientError(
                 status=None,
                 code="timeout",
-                detail=f"no acknowledgement of the publish within "
-                f"{self.options.request_timeout_seconds:g} s",
+                detail=f"no {awaited} within {self.options.request_timeout_seconds:g} s",
             ) from None
         finally:
             with suppress(ValueError):

@@ -404,6 +404,7 @@ class WebSocketApi(Construct):
         allow(functions["unsubscribe"], ("dynamodb:DeleteItem",), table.table_arn)
         allow(self.fanout_function, ("dynamodb:Query",), table.table_arn)
         grant_log_read(events_table, functions["subscribe"])
+        grant_log_read(events_table, functions["read"])
         grant_log_append(events_table, functions["publish"])
 
         def connections(method: str) -> str:

@@ -391,7 +391,7 @@ def test_every_function_logs_json(synths: dict[str, Synth]) -> None:
         .get("Handler", "")
         .startswith(("polling.", "websocket_api.", "sse_service."))
     ]
-    assert len(functions) == 11  # polling; 7 routes, the authorizer, the fan-out; the relay
+    assert len(functions) == 12  # polling; 8 routes, the authorizer, the fan-out; the relay
     for function in functions:
         assert function["LoggingConfig"]["LogFormat"] == "JSON", function["Handler"]
         assert function["LoggingConfig"]["ApplicationLogLevel"] == "INFO"

@@ -6,7 +6,7 @@ connected and who listens to which channel. Every frame the server sends is one
 except caches.
 
 - ``routes``: one Lambda entry point per route (``$connect``, ``$disconnect``,
-  ``subscribe``, ``unsubscribe``, ``publish``, ``ping``, ``$default``).
+  ``subscribe``, ``unsubscribe``, ``publish``, ``read``, ``ping``, ``$default``).
 - ``authorizer``: the ``$connect`` Lambda REQUEST authorizer (``?token=``); the
   routes check each subscribe and publish against the claims it returns.
 - ``fanout``: the events table's stream -> each channel's subscribers.

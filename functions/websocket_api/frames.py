@@ -8,7 +8,7 @@ codes where they apply).
 
 A client frame may carry an ``id`` it chose (a string of 1 to ``REQUEST_ID_MAX_LENGTH``
 characters); every reply to it (``subscribed``, ``unsubscribed``, ``published``,
-``pong`` and ``error``) echoes it. The handlers of one connection's frames run as
+``page``, ``pong`` and ``error``) echoes it. The handlers of one connection's frames run as
 separate invocations in no promised order, so replies can come in any order, and
 the id is what matches a reply to its request. Frames without one get replies
 without one, as before ids existed.
@@ -25,10 +25,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from eventlog.errors import EventLogError, InvalidChannel, InvalidData
-from eventlog.events import Event, encode_json, parse_cursor, validate_channel
+from eventlog.config import MAX_READ_LIMIT, WEBSOCKET_MAX_MESSAGE_BYTES
+from eventlog.errors import EventLogError, InvalidChannel, InvalidCursor, InvalidData
+from eventlog.events import Event, encode_json, parse_cursor, validate_channel, validate_limit
+from eventlog.log import ReadResult
 
-ACTIONS = ("subscribe", "unsubscribe", "publish", "ping")
+ACTIONS = ("subscribe", "unsubscribe", "publish", "read", "ping")
 """The client actions, each an API Gateway route of the same name."""
 
 DEFAULT_ROUTE = "$default"
@@ -81,11 +83,20 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
+class Read:
+    """One page of the log after ``after``: the log's HTTP read, over the socket."""
+
+    channel: str
+    after: int
+    limit: int = MAX_READ_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
 
-ClientFrame = Subscribe | Unsubscribe | Publish | Ping
+ClientFrame = Subscribe | Unsubscribe | Publish | Read | Ping
 
 
 def decode_object(body: str | bytes | None) -> dict[str, Any]:
@@ -150,6 +161,11 @@ def parse_object(obj: dict[str, Any]) -> ClientFrame:
         return Subscribe(channel=channel, after=None if after is None else parse_cursor(after))
     if action == "unsubscribe":
         return Unsubscribe(channel=channel)
+    if action == "read":
+        if obj.get("after") is None:
+            raise InvalidCursor('"read" needs an "after" cursor (0 for all retained events)')
+        limit = obj.get("limit", MAX_READ_LIMIT)
+        return Read(channel=channel, after=parse_cursor(obj["after"]), limit=validate_limit(limit))
     if "data" not in obj:
         raise InvalidData('"publish" needs a "data" field (any JSON value, null included)')
     return Publish(channel=channel, data=obj["data"])
@@ -182,6 +198,36 @@ def reset(channel: str, oldest: int) -> str:
 def published(published_event: Event, request_id: str | None = None) -> str:
     echoed = "" if request_id is None else ',"id":' + encode_json(request_id)
     return '{"type":"published"' + echoed + ',"event":' + published_event.encode() + "}"
+
+
+def page(result: ReadResult, request_id: str | None = None) -> str:
+    """A ``page`` frame: the HTTP read's body (``channel``, ``events``, ``next``, ``reset``,
+    ``oldest``), each event as stored (see the module docstring).
+
+    A post carries at most ``WEBSOCKET_MAX_MESSAGE_BYTES``: events that would not fit are
+    left for the next read, and ``next`` is then the last seq the page holds, so nothing
+    is skipped. An event is at most ``MAX_EVENT_BYTES`` (32 KB), so a page holds at least
+    three.
+    """
+    head = '{"type":"page","channel":' + encode_json(result.channel) + ',"events":['
+    # The tail at its longest: seqs stay below 10**31 (``eventlog.schema.HEAD_SEQ``).
+    longest_tail = {"next": 10**31, "reset": False, "oldest": 10**31, "id": request_id}
+    size = len(head.encode()) + len(encode_json(longest_tail).encode())
+    kept: list[str] = []
+    next_seq = result.next
+    for item in result.events:
+        encoded = item.encode()
+        size += len(encoded.encode()) + 1  # and its comma
+        if size > WEBSOCKET_MAX_MESSAGE_BYTES:
+            if not kept:  # cannot happen with events of at most MAX_EVENT_BYTES
+                raise ValueError(f"event {item.channel}/{item.seq} does not fit in a page")
+            next_seq = result.events[len(kept) - 1].seq
+            break
+        kept.append(encoded)
+    tail: dict[str, Any] = {"next": next_seq, "reset": result.reset, "oldest": result.oldest}
+    if request_id is not None:
+        tail["id"] = request_id
+    return head + ",".join(kept) + "]," + encode_json(tail)[1:]
 
 
 def pong(request_id: str | None = None) -> str:

@@ -1,14 +1,14 @@
 """The route handlers: one Lambda entry point per API Gateway WebSocket route.
 
-``connect``, ``disconnect``, ``subscribe``, ``unsubscribe``, ``publish``,
-``ping`` and ``default`` are the routes ``$connect``, ``$disconnect``, the four
+``connect``, ``disconnect``, ``subscribe``, ``unsubscribe``, ``publish``, ``read``,
+``ping`` and ``default`` are the routes ``$connect``, ``$disconnect``, the five
 actions and ``$default``; ``ROUTES`` maps route keys to them for anything that
 plays API Gateway locally.
 
 Why one function per route rather than one function that dispatches on
 ``routeKey``: each route gets exactly the permissions it uses (``ping`` cannot
-write a table, only ``publish`` can append to the log), its own metrics and its
-own concurrency. The cost is cold starts: a connection's first ``subscribe``
+write a table, only ``publish`` can append to the log, ``read`` only reads it), its own
+metrics and its own concurrency. The cost is cold starts: a connection's first ``subscribe``
 may start a fresh environment although ``$connect`` just ran in a warm one.
 The handlers import no SDK at load time (boto3 comes on first use) to keep
 that cost small; ``bench/websocket_fanout.py`` measures it.
@@ -74,7 +74,7 @@ from websocket_api.config import (
     connections_table_name,
 )
 from websocket_api.connections import Connections
-from websocket_api.frames import ClientFrame, Ping, Publish, Subscribe, Unsubscribe
+from websocket_api.frames import ClientFrame, Ping, Publish, Read, Subscribe, Unsubscribe
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,10 @@ def publish(event: Mapping[str, Any], context: Any = None) -> Response:
     return _serve(event, Publish)
 
 
+def read(event: Mapping[str, Any], context: Any = None) -> Response:
+    return _serve(event, Read)
+
+
 def ping(event: Mapping[str, Any], context: Any = None) -> Response:
     return _serve(event, Ping)
 
@@ -279,6 +283,11 @@ def _dispatch(
         case Unsubscribe(channel=channel):
             connections.unsubscribe(request.connection_id, channel)
             sender.send(frames.unsubscribed(channel, request_id))
+        case Read(channel=channel, after=after, limit=limit):
+            authorize(request, scope="subscribe", channel=channel)
+            result = log.read(channel, after, limit)
+            sender.send(frames.page(result, request_id))
+            return result.next
         case Publish(channel=channel, data=data):
             authorize(request, scope="publish", channel=channel)
             published = log.publish(channel, data)
@@ -358,6 +367,7 @@ ROUTES: dict[str, Callable[[Mapping[str, Any], Any], Response]] = {
     "subscribe": subscribe,
     "unsubscribe": unsubscribe,
     "publish": publish,
+    "read": read,
     "ping": ping,
 }
 """Route key -> handler, for anything that plays API Gateway (see ``frames.route_key``)."""

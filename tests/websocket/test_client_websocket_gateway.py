@@ -12,6 +12,7 @@ concurrent publishes are answered by handlers that finish in another order.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -167,6 +168,36 @@ async def test_a_lost_delivery_is_backfilled_over_the_log_api(
             await stack.deliver(events[index])
         assert await take(subscription, 4) == events
         assert subscription.stats.backfills == 1
+
+
+@pytest.mark.parametrize(("limit", "reads"), [(100, 1), (2, 3)], ids=["one page", "pages of 2"])
+async def test_without_a_log_api_a_lost_delivery_is_backfilled_over_the_socket(
+    stack: Stack,
+    event_log: EventLog,
+    limit: int,
+    reads: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A deployment of the WebSocket transport alone: no polling API, no SSE service.
+    alone = Endpoints(websocket_url=stack.gateway.url)
+    assert alone.log_api_url is None
+    read = event_log.read
+    monkeypatch.setattr(event_log, "read", lambda channel, after, _: read(channel, after, limit))
+    served: list[dict[str, Any]] = []
+
+    def read_route(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        served.append(json.loads(event["body"]))
+        return routes.read(event, context)
+
+    monkeypatch.setitem(stack.gateway.routes, "read", read_route)
+    async with open_transport("websocket", alone, options=OPTIONS) as transport:
+        subscription = await transport.subscribe("news")
+        events = [event_log.publish("news", n) for n in range(7)]
+        for index in (0, 6):  # the fan-out never delivers events 2 to 6
+            await stack.deliver(events[index])
+        assert await take(subscription, 7) == events
+    assert subscription.stats.backfills == reads
+    assert [frame["after"] for frame in served] == [1, 3, 5][:reads]
 
 
 async def test_a_backlog_overlapping_live_deliveries_comes_out_once(

@@ -19,7 +19,16 @@ from infra.websocket_api import WebSocketApi, WebSocketStack
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import BY_CONNECTION, CONNECTIONS_TABLE
 
-ROUTE_KEYS = {"$connect", "$disconnect", "$default", "subscribe", "unsubscribe", "publish", "ping"}
+ROUTE_KEYS = {
+    "$connect",
+    "$disconnect",
+    "$default",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "read",
+    "ping",
+}
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +331,15 @@ def manage_connections_resource(statements: list[dict[str, Any]]) -> str:
                 "execute-api:ManageConnections",
             },
         ),
+        (
+            "websocket_api.routes.read",
+            {
+                "dynamodb:PutItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "execute-api:ManageConnections",
+            },
+        ),
         ("websocket_api.routes.ping", {"execute-api:ManageConnections"}),
         ("websocket_api.routes.default", {"execute-api:ManageConnections"}),
         (
@@ -347,7 +365,8 @@ def test_only_publish_can_write_events_and_subscribe_only_tombstones(
         writes = actions(unconditional) & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
         assert bool(writes) == (handler == "websocket_api.routes.publish"), handler
         conditional = [s for s in on_events if "Condition" in s]
-        if handler == "websocket_api.routes.subscribe":
+        # A read of the log may tombstone a seq whose publisher died (eventlog.log).
+        if handler in ("websocket_api.routes.subscribe", "websocket_api.routes.read"):
             (fill,) = conditional
             assert fill["Action"] == "dynamodb:PutItem"
             assert fill["Condition"] == LOG_FILL_CONDITION
@@ -370,7 +389,7 @@ def test_posting_is_granted_on_this_api_and_stage_only(resources: dict[str, Any]
         handler = resources[name]["Properties"]["Handler"]
         closes = "/ws/DELETE/@connections/*" in resource
         assert closes == (handler == "websocket_api.fanout.handler"), handler
-    assert posters == 6  # every route that replies, and the fan-out; not $connect/$disconnect
+    assert posters == 7  # every route that replies, and the fan-out; not $connect/$disconnect
 
 
 def test_the_fanout_may_read_and_delete_subscriptions_but_not_write_them(
@@ -396,7 +415,7 @@ def test_no_statement_allows_everything(resources: dict[str, Any]) -> None:
 def test_every_function_logs_to_a_group_with_retention(resources: dict[str, Any]) -> None:
     functions = of_type(resources, "AWS::Lambda::Function")
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(functions) == len(groups) == 9  # seven routes, the authorizer, the fan-out
+    assert len(functions) == len(groups) == 10  # eight routes, the authorizer, the fan-out
     assert all("RetentionInDays" in g["Properties"] for g in groups.values())
     for function in functions.values():
         assert function["Properties"]["Architectures"] == ["arm64"]

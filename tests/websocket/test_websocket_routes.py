@@ -22,8 +22,14 @@ import pytest
 
 from auth.claims import SCOPES, Scope, grant
 from eventlog import EventLog, schema
-from eventlog.config import MAX_EVENT_BYTES, WEBSOCKET_MAX_CONNECTION_SECONDS, Settings
+from eventlog.config import (
+    MAX_EVENT_BYTES,
+    WEBSOCKET_MAX_CONNECTION_SECONDS,
+    WEBSOCKET_MAX_MESSAGE_BYTES,
+    Settings,
+)
 from tests.auth_support import authorizer_context
+from websocket_api import frames as frames_module
 from websocket_api import management, routes
 from websocket_api.config import MANAGEMENT_ENDPOINT_ENV
 from websocket_api.connections import (
@@ -293,6 +299,84 @@ def test_subscribe_with_a_cursor_from_the_future_resets_to_the_start(ws: routes.
     ]
 
 
+# --- read: the log's page read, over the socket ------------------------------------------------
+
+
+def test_read_answers_one_page_after_the_cursor_and_writes_nothing(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    published = [ws.log.publish("news", {"n": n}) for n in range(5)]
+    before = items(dynamodb, "connections") + items(dynamodb, "events")
+    routes.read(message("read", channel="news", after=1, limit=2, id="r1"))
+    assert sent() == [
+        {
+            "type": "page",
+            "channel": "news",
+            "events": [e.to_dict() for e in published[1:3]],
+            "next": 3,
+            "reset": False,
+            "oldest": None,
+            "id": "r1",
+        }
+    ]
+    assert items(dynamodb, "connections") + items(dynamodb, "events") == before  # no subscription
+
+
+def test_read_behind_the_retained_history_says_reset(ws: routes.Services, dynamodb: Any) -> None:
+    old_log = EventLog(
+        settings=Settings(events_table_name="events", retention_seconds=86_400),
+        client=dynamodb,
+        clock=lambda: time.time() - 3 * 86_400,
+    )
+    for n in range(3):
+        old_log.publish("news", f"old {n}")
+    fresh = ws.log.publish("news", "new")
+    routes.read(message("read", channel="news", after=1))
+    [page] = sent()
+    assert (page["reset"], page["oldest"], page["next"]) == (True, 4, 4)
+    assert page["events"] == [fresh.to_dict()]
+
+
+def test_a_page_too_big_for_one_message_ends_early_and_says_where(ws: routes.Services) -> None:
+    # Five events of nearly 32 KB: four fit in API Gateway's 128 KB message.
+    published = [ws.log.publish("news", "x" * 32_600) for _ in range(5)]
+    routes.read(message("read", channel="news", after=0, id="big"))
+    [page] = sent()
+    assert [e["seq"] for e in page["events"]] == [1, 2, 3, 4]
+    assert page["next"] == 4  # the fifth comes with the next read
+    assert page["id"] == "big"
+    encoded = frames_module.page(ws.log.read("news", 0, 100), "big")
+    assert len(encoded.encode()) <= WEBSOCKET_MAX_MESSAGE_BYTES
+    assert json.loads(encoded) == page
+    assert published[4].seq == 5
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"channel": "news"}, "invalid_cursor"),
+        ({"channel": "news", "after": -1}, "invalid_cursor"),
+        ({"channel": "news", "after": 0, "limit": 0}, "invalid_limit"),
+        ({"channel": "news", "after": 0, "limit": 101}, "invalid_limit"),
+        ({"after": 0}, "invalid_channel"),
+    ],
+    ids=["no cursor", "negative cursor", "limit 0", "limit above the page", "no channel"],
+)
+def test_a_bad_read_is_an_error_frame(
+    ws: routes.Services, fields: dict[str, Any], code: str
+) -> None:
+    routes.read(message("read", id="bad", **fields))
+    [frame] = sent()
+    assert (frame["type"], frame["code"], frame["id"]) == ("error", code, "bad")
+
+
+def test_read_needs_the_subscribe_scope(ws: routes.Services) -> None:
+    publisher_only = authorizer_context(grant("news", "publish"))
+    routes.read(message("read", authorizer=publisher_only, channel="news", after=0))
+    [frame] = sent()
+    assert (frame["type"], frame["code"]) == ("error", "forbidden")
+
+
 def test_subscribe_records_the_subscription_before_reading_the_head(
     ws: routes.Services, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -506,7 +590,7 @@ def test_bad_input_gets_an_error_frame_and_writes_nothing(
 def test_unknown_action_error_names_the_valid_actions(ws: routes.Services) -> None:
     routes.default(ws_event("$default", body='{"action": "dance"}'))
     [frame] = sent()
-    for action in ("subscribe", "unsubscribe", "publish", "ping"):
+    for action in ("subscribe", "unsubscribe", "publish", "read", "ping"):
         assert action in frame["message"]
 
 
