@@ -267,10 +267,8 @@ def test_subscribe_with_cursor_at_the_head_sends_no_backlog(ws: routes.Services)
     assert sent() == [{"type": "subscribed", "channel": "news", "head": 5}]
 
 
-def test_subscribe_behind_the_retained_history_sends_reset_first(
-    ws: routes.Services, dynamodb: Any
-) -> None:
-    # Three events published three days ago with one day of retention: expired.
+def publish_expired_events(dynamodb: Any) -> None:
+    """Seqs 1 to 3 of "news", published three days ago with one day of retention: expired."""
     old_log = EventLog(
         settings=Settings(events_table_name="events", retention_seconds=86_400),
         client=dynamodb,
@@ -278,6 +276,12 @@ def test_subscribe_behind_the_retained_history_sends_reset_first(
     )
     for n in range(3):
         old_log.publish("news", f"old {n}")
+
+
+def test_subscribe_behind_the_retained_history_sends_reset_first(
+    ws: routes.Services, dynamodb: Any
+) -> None:
+    publish_expired_events(dynamodb)
     fresh = [ws.log.publish("news", f"new {n}") for n in range(2)]
 
     routes.subscribe(message("subscribe", channel="news", after=1))
@@ -323,13 +327,7 @@ def test_read_answers_one_page_after_the_cursor_and_writes_nothing(
 
 
 def test_read_behind_the_retained_history_says_reset(ws: routes.Services, dynamodb: Any) -> None:
-    old_log = EventLog(
-        settings=Settings(events_table_name="events", retention_seconds=86_400),
-        client=dynamodb,
-        clock=lambda: time.time() - 3 * 86_400,
-    )
-    for n in range(3):
-        old_log.publish("news", f"old {n}")
+    publish_expired_events(dynamodb)
     fresh = ws.log.publish("news", "new")
     routes.read(message("read", channel="news", after=1))
     [page] = sent()
