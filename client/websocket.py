@@ -275,7 +275,7 @@ class WebSocketTransport(Transport):
             # and subscribes are sent again by the reconnect (a stale entry here would
             # otherwise take the blame for a later, unrelated error frame).
             closed = close_cause(ws.close_code, ws.close_reason)
-            self._abandon_publishes(connection_lost(None, what="the publish", close=closed))
+            self._abandon_waiting(connection_lost(None, what="the publish", close=closed))
             self._outstanding.clear()
             with suppress(Exception):
                 await ws.close()
@@ -308,9 +308,9 @@ class WebSocketTransport(Transport):
         self._failure = error
         for subscription in self.by_channel.values():
             subscription.inbound.put_nowait(error)
-        self._abandon_publishes(error)
+        self._abandon_waiting(error)
 
-    def _abandon_publishes(self, error: ClientError) -> None:
+    def _abandon_waiting(self, error: ClientError) -> None:
         """Fail the publishes and reads waiting for a reply that will not come now."""
         for request in list(self._outstanding):
             if request.kind in ("publish", "read"):
@@ -610,7 +610,7 @@ class WebSocketTransport(Transport):
             self._supervisor.cancel()
             with suppress(asyncio.CancelledError):
                 await self._supervisor
-        self._abandon_publishes(connection_lost(None, what="the publish"))
+        self._abandon_waiting(connection_lost(None, what="the publish"))
         if self.api is not None:
             await self.api.aclose()
 

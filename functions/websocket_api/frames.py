@@ -214,16 +214,17 @@ def page(result: ReadResult, request_id: str | None = None) -> str:
     longest_tail = {"next": 10**31, "reset": False, "oldest": 10**31, "id": request_id}
     size = len(head.encode()) + len(encode_json(longest_tail).encode())
     kept: list[str] = []
-    next_seq = result.next
     for item in result.events:
         encoded = item.encode()
         size += len(encoded.encode()) + 1  # and its comma
         if size > WEBSOCKET_MAX_MESSAGE_BYTES:
             if not kept:  # cannot happen with events of at most MAX_EVENT_BYTES
                 raise ValueError(f"event {item.channel}/{item.seq} does not fit in a page")
-            next_seq = result.events[len(kept) - 1].seq
             break
         kept.append(encoded)
+        next_seq = item.seq  # until the last one: then the read's own next, below
+    else:
+        next_seq = result.next  # every event fits: past any seqs without one after them
     tail: dict[str, Any] = {"next": next_seq, "reset": result.reset, "oldest": result.oldest}
     if request_id is not None:
         tail["id"] = request_id
