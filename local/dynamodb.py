@@ -8,6 +8,13 @@ a second, and moto spends a few milliseconds of CPU on each. Sharing one
 interpreter with the servers it answers, it held a hot channel to one core (about
 55 publishes/s with 32 publishers); in a process of its own it has the other.
 
+moto's WSGI app is served by waitress rather than moto's own werkzeug server, for
+keep-alive: DynamoDB's endpoints keep connections open and botocore pools them, but
+werkzeug's development server closes every connection after one response (it sends
+``Connection: close`` whatever the protocol version). A new connection per request
+cost the client a TCP handshake and the server a new thread, about 1 ms of each
+publish's two requests.
+
 ``python -m local.dynamodb --port N`` prints its URL on its first line of output,
 then serves until its standard input closes (``local.servers.child_service``).
 """
@@ -15,32 +22,44 @@ then serves until its standard input closes (``local.servers.child_service``).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import IO, Any
 
 from local.servers import HOST, child_main, wait_until_closed
 
+SERVER_THREADS = 8
+"""Threads that run moto's requests. moto answers one request at a time anyway
+(``moto_fidelity.atomic_requests``); the others read and write sockets meanwhile."""
+
+MAX_CONNECTIONS = 1000
+"""Open connections the server keeps (waitress's default is 100). Every botocore client
+of every local process pools up to ten, and past the limit the server stops accepting."""
+
 
 def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
     """Serve moto on ``port`` (0: any free one) until ``until_closed`` reaches its end."""
-    from moto.server import ThreadedMotoServer
-    from werkzeug.serving import WSGIRequestHandler
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     from local.moto_fidelity import dynamodb_fidelity
 
-    # One line per request otherwise; the stream poller alone makes several a second.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    # Keep-alive, as DynamoDB's endpoints do: botocore keeps a pool of connections, and a
-    # connection per request cost a TCP handshake and a new server thread each time.
-    WSGIRequestHandler.protocol_version = "HTTP/1.1"
+    # waitress warns each time a request waits for a thread: here every request does, behind
+    # moto's lock, and the warning would say nothing about DynamoDB.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with dynamodb_fidelity():
-        server: Any = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-        server.start()
-        try:
-            host, bound = server.get_host_and_port()
-            print(f"http://{host}:{bound}", file=announce, flush=True)
-            wait_until_closed(until_closed)
-        finally:
-            server.stop()
+        server: Any = waitress.create_server(
+            DomainDispatcherApplication(create_backend_app),
+            host=HOST,
+            port=port,
+            threads=SERVER_THREADS,
+            connection_limit=MAX_CONNECTIONS,
+            ident="moto",
+        )
+        # A daemon thread: the process ends when its stdin closes, with whatever connections
+        # its clients still hold open.
+        threading.Thread(target=server.run, name="moto", daemon=True).start()
+        print(f"http://{HOST}:{server.effective_port}", file=announce, flush=True)
+        wait_until_closed(until_closed)
 
 
 def main(argv: list[str] | None = None) -> None:

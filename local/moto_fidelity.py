@@ -59,7 +59,7 @@ _lock = threading.RLock()
 
 @contextlib.contextmanager
 def atomic_requests() -> Iterator[None]:
-    """Serialize moto's in-process (botocore) and server (werkzeug) request dispatch."""
+    """Serialize moto's in-process (botocore) and server (WSGI) request dispatch."""
     from moto.core.botocore_stubber import BotocoreStubber
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 

@@ -172,3 +172,38 @@ def test_without_the_patch_a_reader_sees_the_cancelled_put_and_then_nothing(
     _cancel(dynamodb, "t", True)
     dynamodb.put_item(TableName="t", Item={**_key("after", True), "v": {"S": "x"}})
     assert stream.read() == [("INSERT", "phantom")]
+
+
+def test_the_local_dynamodb_keeps_connections_alive() -> None:
+    """DynamoDB's endpoints keep a connection open between requests and botocore reuses it;
+    ``local.dynamodb`` does too (werkzeug's server, which moto ships, closes every one)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from local.servers import child_service
+
+    with child_service("local.dynamodb", 0, name="DynamoDB (moto)") as url:
+        address = urlsplit(url)
+        connection = http.client.HTTPConnection(address.netloc, timeout=10)
+        local_ports = []
+        for _ in range(3):
+            connection.request(
+                "POST",
+                "/",
+                body="{}",
+                headers={
+                    "Content-Type": "application/x-amz-json-1.0",
+                    "X-Amz-Target": "DynamoDB_20120810.ListTables",
+                    # moto reads the region from the credential scope; it checks no signature.
+                    "Authorization": "AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/"
+                    "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                },
+            )
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200, body
+            assert response.getheader("Connection", "").lower() != "close"
+            assert connection.sock is not None
+            local_ports.append(connection.sock.getsockname()[1])
+        connection.close()
+    assert len(set(local_ports)) == 1, f"a new connection per request: {local_ports}"
