@@ -30,7 +30,8 @@ Deliberate decisions, where the wire contract is silent:
   by itself; the reference client does, after ``Retry-After``.
 - A client that cannot keep up is cut off, even mid-write: the stream's write is
   cancelled, the response is ended if the socket takes it within a second, else the
-  server closes the connection (and uvicorn logs that the response was incomplete).
+  server closes the connection. The cut is logged once, as a warning with the channel;
+  uvicorn's error line for the unfinished response is dropped for such a stream alone.
 - Lifetime: every stream ends cleanly after a random time between half of
   ``max_stream_seconds`` and all of it; the client reconnects with ``Last-Event-ID``.
   On ECS this is the drain that matters: a deregistered task gets no SIGTERM until
@@ -86,6 +87,7 @@ from sse_service.stream import (
     StreamGate,
     StreamGrant,
     StreamRoute,
+    not_a_stream_cut_on_purpose,
     open_gate,
     stream_channel,
     token_gate,
@@ -225,6 +227,9 @@ def create_app(
     )
     app.state.hub = hub
     app.state.settings = settings
+    # The server's own error line for a stream cut on purpose says nothing the warning does
+    # not; added once however many apps a process builds (a filter is kept once).
+    logging.getLogger("uvicorn.error").addFilter(not_a_stream_cut_on_purpose)
     install_problem_handlers(app)
     cors: dict[str, Any] = {
         "allow_origins": list(settings.cors_origins),

@@ -36,7 +36,7 @@ Why not sse-starlette, which this route used to run in (``bench/sse_fanout.py``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -77,6 +77,23 @@ STREAM_HEADERS: list[tuple[bytes, bytes]] = [
 
 _PREFIX, _SUFFIX = STREAM_PATH.split("{channel}")
 _END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+_left_unfinished = contextvars.ContextVar("sse_stream_left_unfinished", default=False)
+"""Set in a request's context when its stream was cut and the socket would not take the end."""
+
+UNFINISHED_RESPONSE_LINE = "ASGI callable returned without completing response"
+
+
+def not_a_stream_cut_on_purpose(record: logging.LogRecord) -> bool:
+    """A filter for uvicorn's ``uvicorn.error`` logger.
+
+    When an application returns in the middle of a response, uvicorn logs an error in the
+    request's own context, right after the application returns. A stream cut for falling
+    behind does that on purpose (its socket would not take the end) and has already said
+    so in a warning with its channel, so uvicorn's line is dropped for it alone: an
+    incomplete response anywhere else is still an error.
+    """
+    return not (_left_unfinished.get() and record.getMessage().startswith(UNFINISHED_RESPONSE_LINE))
 
 
 def stream_channel(path: str) -> str | None:
@@ -365,10 +382,12 @@ class StreamRoute:
                     extra=self._fields(scope, subscriber, "overflow"),
                 )
             # End the response if the socket takes it soon; else uvicorn closes the
-            # connection (and logs that the response was incomplete).
-            with contextlib.suppress(TimeoutError):
+            # connection (and ``not_a_stream_cut_on_purpose`` drops its error line).
+            try:
                 async with asyncio.timeout(FINISH_TIMEOUT_SECONDS):
                     await send(_END)
+            except TimeoutError:
+                _left_unfinished.set(True)
         finally:
             subscriber.on_cut = subscriber.write_now = None
             if isinstance(pending, _Resumed):

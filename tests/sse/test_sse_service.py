@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from sse_service.settings import (
     SSE_WRITE_SLICE_BYTES,
     ServiceSettings,
 )
+from sse_service.stream import UNFINISHED_RESPONSE_LINE, not_a_stream_cut_on_purpose
 from tests.metrics_support import assert_emf
 from tests.sse_support import LiveServer, SseClient, SseMessage
 
@@ -225,6 +227,8 @@ def test_stalled_readers_on_a_busy_channel_hold_bounded_bytes_and_are_cut(
     state = server.server.server_state
     most_buffered = 0  # the largest write buffer of any stream's socket, in the server
     published = 0
+    server_errors = _Records()
+    logging.getLogger("uvicorn.error").addHandler(server_errors)
     try:
         while hub.stats["closed_overflow"] < readers:
             assert published < 1_000, "the stalled readers were never disconnected"
@@ -232,7 +236,10 @@ def test_stalled_readers_on_a_busy_channel_hold_bounded_bytes_and_are_cut(
             published += 1
             buffered = [c.transport.get_write_buffer_size() for c in list(state.connections)]
             most_buffered = max([most_buffered, *buffered])
+        # Each cut stream's handler returns once its end has waited its second.
+        wait_for(lambda: not state.tasks)
     finally:
+        logging.getLogger("uvicorn.error").removeHandler(server_errors)
         for client in stalled:
             client.close()
     wait_for(lambda: hub.open_streams == 0)
@@ -247,6 +254,25 @@ def test_stalled_readers_on_a_busy_channel_hold_bounded_bytes_and_are_cut(
     # below the transport's high-water mark (64 KiB).
     assert most_buffered <= 64 * 1024 + 2 * SSE_WRITE_SLICE_BYTES
     assert published * len(pad) > SSE_QUEUE_BYTES, "they were cut for lagging, not earlier"
+    # Their sockets never took the end: each cut is its warning, not also a server error.
+    assert [r.getMessage() for r in server_errors.records] == []
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_uvicorns_unfinished_response_line_stays_an_error_for_anything_else() -> None:
+    """The filter drops the line only in the context of a stream it cut on purpose."""
+    record = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, f"{UNFINISHED_RESPONSE_LINE}.", None, None
+    )
+    assert not_a_stream_cut_on_purpose(record)
 
 
 def test_streams_past_the_cap_get_503_with_retry_after(serve: Serve) -> None:
