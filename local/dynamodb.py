@@ -44,8 +44,8 @@ def serve(port: int, *, announce: IO[str], until_closed: IO[bytes]) -> None:
 
     from local.moto_fidelity import dynamodb_fidelity
 
-    # waitress warns each time a request waits for a thread: here every request does, behind
-    # moto's lock, and the warning would say nothing about DynamoDB.
+    # waitress warns whenever requests queue for its threads. Under load here they do, all
+    # held by moto answering one request at a time: that is no fault to warn about.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with dynamodb_fidelity():
         server: Any = waitress.create_server(

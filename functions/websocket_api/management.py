@@ -302,8 +302,8 @@ class ConnectionsClient:
         sock = connection.sock
         assert sock is not None
         sock.settimeout(POST_READ_TIMEOUT_SECONDS)  # connected: from now on, each read's
-        # http.client writes the head and the body apart: without this, Nagle's algorithm
-        # holds the body until the head is acknowledged (urllib3 sets it for botocore too).
+        # A post longer than one segment ends in a short one, which Nagle's algorithm holds
+        # until the rest is acknowledged (urllib3 switches it off for botocore too).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
 
